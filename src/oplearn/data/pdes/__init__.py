@@ -1,0 +1,40 @@
+"""Registry of the PDEs that generate operator-learning data sets.
+
+Each entry is a pydantic model class whose fields are the PDE's parameters
+and which provides ``sample(seed, index, resolution)`` and ``shapes(resolution)``.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ValidationError
+
+from oplearn.data.pdes.darcy import DarcyFlow
+from oplearn.errors import ConfigError
+
+PDES: dict[str, type[BaseModel]] = {"darcy": DarcyFlow}
+
+
+def _condense(name: str, error: ValidationError, pde: type[BaseModel]) -> str:
+    """One-line summary of a pydantic error: 'invalid parameter for NAME: FIELD: MESSAGE; ...'."""
+    problems = []
+    for item in error.errors():
+        field = ".".join(str(part) for part in item["loc"]) or "(parameters)"
+        message = item["msg"]
+        if item["type"] == "extra_forbidden":
+            message += f" (valid parameters: {', '.join(pde.model_fields)})"
+        problems.append(f"{field}: {message}")
+    return f"invalid parameter for {name}: " + "; ".join(problems)
+
+
+def get_pde(name: str, **params):
+    """Build the PDE registered as ``name`` with the given parameters (defaults otherwise)."""
+    if name not in PDES:
+        raise ConfigError(f"unknown PDE {name!r}; choose one of: {', '.join(sorted(PDES))}")
+    pde = PDES[name]
+    try:
+        return pde(**params)
+    except ValidationError as error:
+        raise ConfigError(_condense(name, error, pde)) from None
+
+
+__all__ = ["PDES", "DarcyFlow", "get_pde"]

@@ -1,0 +1,144 @@
+"""Steady Darcy flow on the unit square.
+
+    -div(a(x) grad u(x)) = f(x)   on (0, 1)^2,    u = 0 on the boundary.
+
+The operator learned is a -> u. Following the FNO paper, the coefficient is
+a two-valued field a = high where w >= 0 and a = low elsewhere, with w a
+Neumann Gaussian random field with covariance (-Laplacian + tau^2)^(-alpha).
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from scipy.sparse.linalg import spsolve
+
+from oplearn.data.grf import GaussianRandomField
+from oplearn.errors import ConfigError, ShapeError
+
+MIN_RESOLUTION = 8
+
+
+def solve_darcy(a: np.ndarray, f: float | np.ndarray = 1.0) -> np.ndarray:
+    """Solve -div(a grad u) = f with u = 0 on the boundary of the unit square.
+
+    ``a`` has shape (n, n) on the grid x_i = i / (n - 1) (boundary included),
+    indexed a[i, j] with i along x and j along y; ``f`` is a scalar or an
+    (n, n) array on the same grid. Returns u, shape (n, n), float64.
+
+    Conservative 5-point finite differences, second order: at interior node p,
+    sum over the four faces e of a_e (u_p - u_neighbour) = h^2 f_p, where a_e is
+    the mean of a at the two nodes sharing the face.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    if a.ndim != 2 or a.shape[0] != a.shape[1] or a.shape[0] < 3:
+        raise ShapeError(f"Darcy coefficient must be a square (n, n) array with n >= 3, got {a.shape}")
+    if not np.all(np.isfinite(a)) or np.any(a <= 0):
+        raise ConfigError("Darcy coefficient must be finite and > 0 everywhere; check its low/high values")
+    n = a.shape[0]
+    f = np.asarray(f, dtype=np.float64)
+    if f.ndim == 0:
+        f = np.full(a.shape, float(f))
+    if f.shape != a.shape:
+        raise ShapeError(f"Darcy forcing must be a scalar or an array of shape {a.shape}, got {f.shape}")
+    if not np.all(np.isfinite(f)):
+        raise ConfigError("Darcy forcing must be finite everywhere; remove NaN/inf values from f")
+
+    h = 1.0 / (n - 1)
+    m = n - 2  # interior nodes per axis
+    face_x = 0.5 * (a[1:, :] + a[:-1, :])  # face between (i, j) and (i+1, j), shape (n-1, n)
+    face_y = 0.5 * (a[:, 1:] + a[:, :-1])  # face between (i, j) and (i, j+1), shape (n, n-1)
+    inner = slice(1, n - 1)
+
+    east, west = face_x[1 : n - 1, inner], face_x[0 : n - 2, inner]
+    north, south = face_y[inner, 1 : n - 1], face_y[inner, 0 : n - 2]
+    diagonal = east + west + north + south
+    index = np.arange(m * m).reshape(m, m)
+    # Couplings between interior neighbours; faces touching the boundary only
+    # enter the diagonal because u = 0 there.
+    coupling_x = -face_x[1 : n - 2, inner]
+    coupling_y = -face_y[inner, 1 : n - 2]
+    rows = np.concatenate([index.ravel(), index[:-1, :].ravel(), index[1:, :].ravel(),
+                           index[:, :-1].ravel(), index[:, 1:].ravel()])
+    cols = np.concatenate([index.ravel(), index[1:, :].ravel(), index[:-1, :].ravel(),
+                           index[:, 1:].ravel(), index[:, :-1].ravel()])
+    values = np.concatenate([diagonal.ravel(), coupling_x.ravel(), coupling_x.ravel(),
+                             coupling_y.ravel(), coupling_y.ravel()])
+    matrix = sp.csc_matrix((values, (rows, cols)), shape=(m * m, m * m))
+
+    rhs = h**2 * f[inner, inner].ravel()
+    u = np.zeros((n, n), dtype=np.float64)
+    u[inner, inner] = spsolve(matrix, rhs).reshape(m, m)
+    return u
+
+
+class DarcyFlow(BaseModel):
+    """Darcy flow data: piecewise-constant coefficient a -> solution u.
+
+    Defaults follow the FNO paper: a = 12 where a Neumann GRF with
+    (alpha, tau) = (2, 3) is >= 0 and 3 elsewhere, forcing f = 1. Each sample
+    is solved on a grid ``oversample`` times finer, then subsampled.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: ClassVar[str] = "darcy"
+    steady: ClassVar[bool] = True
+
+    alpha: float = Field(2.0, gt=0, allow_inf_nan=False, description="GRF smoothness exponent")
+    tau: float = Field(3.0, gt=0, allow_inf_nan=False, description="GRF inverse length scale")
+    high: float = Field(12.0, gt=0, allow_inf_nan=False, description="coefficient where the GRF is >= 0")
+    low: float = Field(3.0, gt=0, allow_inf_nan=False, description="coefficient where the GRF is < 0")
+    forcing: float = Field(1.0, allow_inf_nan=False, description="constant right-hand side f")
+    oversample: int = Field(2, ge=1, description="solve on a grid this many times finer")
+
+    def fine_resolution(self, resolution: int) -> int:
+        """Points per axis of the solver grid: (resolution - 1) * oversample + 1."""
+        return (resolution - 1) * self.oversample + 1
+
+    def shapes(self, resolution: int) -> dict[str, tuple[int, ...]]:
+        """Shapes of one sample's arrays: inputs (1, R, R), outputs (1, R, R)."""
+        _check_resolution(resolution)
+        return {"inputs": (1, resolution, resolution), "outputs": (1, resolution, resolution)}
+
+    def coefficient(self, seed: int, index: int, resolution: int) -> np.ndarray:
+        """Coefficient of sample ``index`` on the fine grid, shape (F, F), values in {low, high}.
+
+        The GRF noise is np.random.default_rng([seed, index]).standard_normal((1, F, F)),
+        so a sample depends only on (seed, index), not on batching or order.
+        """
+        _check_resolution(resolution)
+        for label, value in (("seed", seed), ("index", index)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
+                raise ConfigError(f"Darcy sample {label} must be an integer >= 0, got {value!r}")
+        fine = self.fine_resolution(resolution)
+        field = GaussianRandomField(
+            dim=2, resolution=fine, alpha=self.alpha, tau=self.tau, sigma=1.0, boundary="neumann"
+        )
+        noise = np.random.default_rng([int(seed), int(index)]).standard_normal((1, fine, fine))
+        values = field.sample_from_noise(torch.from_numpy(noise))[0].numpy()
+        return np.where(values >= 0, self.high, self.low)
+
+    def sample(self, seed: int, index: int, resolution: int) -> dict[str, np.ndarray]:
+        """Sample ``index`` of the data set ``seed`` at R = ``resolution`` points per axis.
+
+        Returns {"inputs": a, "outputs": u}, each (1, R, R) float32, on the grid
+        x_i = i / (R - 1) with the boundary included (u = 0 there).
+        """
+        a_fine = self.coefficient(seed, index, resolution)
+        u_fine = solve_darcy(a_fine, self.forcing)
+        step = self.oversample
+        return {
+            "inputs": a_fine[::step, ::step][None].astype(np.float32),
+            "outputs": u_fine[::step, ::step][None].astype(np.float32),
+        }
+
+
+def _check_resolution(resolution: int) -> None:
+    is_integer = isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool)
+    if not is_integer or resolution < MIN_RESOLUTION:
+        raise ConfigError(f"Darcy resolution must be an integer >= {MIN_RESOLUTION}, got {resolution!r}")

@@ -1,0 +1,119 @@
+"""Fourier layer: a learned convolution applied to the lowest Fourier modes.
+
+For an input ``v`` of shape ``(batch, in_channels, n_1, ..., n_d)`` the layer
+computes
+
+    (K v)(x) = F^-1[ W(k) . (F v)(k) ](x),   k in the kept modes,
+
+where ``F`` is the real DFT over the ``d`` spatial axes, ``W(k)`` is a learned
+complex ``in_channels x out_channels`` matrix for every kept wavenumber and all
+other modes are set to zero. With ``modes = (m_1, ..., m_d)`` the kept
+wavenumbers follow the FNO paper: ``0..m_i-1`` and ``-m_i..-1`` on every axis but
+the last, ``0..m_d-1`` on the last (real-FFT) axis, so one layer has
+``in * out * 2^(d-1) * prod(m)`` complex weights.
+
+The DFT is unnormalized forward and divides by ``prod(n)`` on the way back, so
+a band-limited function gives the same output at every grid size: the layer
+acts on functions, not on grids.
+
+Complex weights are stored as real pairs (last axis of size 2) so that
+optimizers, DDP all-reduce and safetensors see ordinary real tensors.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from oplearn.errors import ShapeError
+
+_LETTERS = "xyz"
+
+
+class SpectralConv(nn.Module):
+    """Truncated Fourier convolution in 1, 2 or 3 dimensions.
+
+    Args:
+        in_channels: channels of the input function.
+        out_channels: channels of the output function.
+        modes: modes kept per spatial axis; its length is the dimension.
+
+    Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
+    Every axis but the last needs at least ``2 * m`` points, the last at least
+    ``2 * (m - 1)``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, modes: Sequence[int]):
+        super().__init__()
+        modes = tuple(int(m) for m in modes)
+        if not 1 <= len(modes) <= 3 or min(modes) < 1:
+            raise ShapeError(f"modes must be 1 to 3 positive integers, got {modes}")
+        self.in_channels = in_channels
+        self.out_channels = out_channels
+        self.modes = modes
+        kept = tuple(2 * m for m in modes[:-1]) + (modes[-1],)
+        # Variance 1/(in*out) per complex entry keeps the layer's gain near 1.
+        scale = 1.0 / math.sqrt(2 * in_channels * out_channels)
+        self.weight_pairs = nn.Parameter(scale * torch.randn(in_channels, out_channels, *kept, 2))
+        dims = _LETTERS[: len(modes)]
+        self._equation = f"bi{dims},io{dims}->bo{dims}"
+
+    @property
+    def dim(self) -> int:
+        return len(self.modes)
+
+    @property
+    def weight(self) -> torch.Tensor:
+        """Complex weights ``(in, out, 2*m_1, ..., 2*m_{d-1}, m_d)``."""
+        return torch.view_as_complex(self.weight_pairs)
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
+
+    def _check(self, x: torch.Tensor) -> None:
+        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"SpectralConv expects (batch, {self.in_channels}, {self.dim} spatial axes), "
+                f"got shape {tuple(x.shape)}"
+            )
+        sizes = x.shape[2:]
+        for axis, (n, m) in enumerate(zip(sizes[:-1], self.modes[:-1])):
+            if n < 2 * m:
+                raise ShapeError(f"spatial axis {axis} has {n} points; modes={m} needs at least {2 * m}")
+        if sizes[-1] // 2 + 1 < self.modes[-1]:
+            raise ShapeError(
+                f"last spatial axis has {sizes[-1]} points; modes={self.modes[-1]} needs at least "
+                f"{2 * (self.modes[-1] - 1)}"
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
+        axes = tuple(range(2, x.ndim))
+        sizes = tuple(x.shape[2:])
+        kept = keep_modes(torch.fft.rfftn(x, dim=axes), self.modes)
+        mixed = torch.einsum(self._equation, kept, self.weight.to(kept.dtype))
+        return torch.fft.irfftn(restore_modes(mixed, self.modes, sizes), s=sizes, dim=axes)
+
+
+def keep_modes(spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+    """Gather the kept wavenumbers: ``(b, c, n_1, ..., n_d//2+1) -> (b, c, 2m_1, ..., m_d)``."""
+    for axis, m in enumerate(modes[:-1], start=2):
+        n = spectrum.shape[axis]
+        spectrum = torch.cat([spectrum.narrow(axis, 0, m), spectrum.narrow(axis, n - m, m)], dim=axis)
+    return spectrum.narrow(-1, 0, modes[-1])
+
+
+def restore_modes(kept: torch.Tensor, modes: Sequence[int], sizes: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`keep_modes` with zeros for the dropped wavenumbers.
+
+    Non-last axes get zeros between the non-negative and negative blocks; the
+    last axis is left short, ``irfftn(..., s=sizes)`` pads it with zeros.
+    """
+    for axis, (m, n) in enumerate(zip(modes[:-1], sizes[:-1]), start=2):
+        gap = list(kept.shape)
+        gap[axis] = n - 2 * m
+        kept = torch.cat([kept.narrow(axis, 0, m), kept.new_zeros(gap), kept.narrow(axis, m, m)], dim=axis)
+    return kept

@@ -1,0 +1,126 @@
+"""Fourier neural operator (Li et al., ICLR 2021).
+
+    v_0 = P(a(x), x)                       lifting, pointwise
+    v_{l+1} = sigma(K_l v_l + W_l v_l)     Fourier blocks, l = 0..L-1
+    u(x) = Q(v_L(x))                       projection, pointwise MLP
+
+``K_l`` is a :class:`~oplearn.layers.SpectralConv`, ``W_l`` a pointwise linear
+map; the last block has no activation, as in the paper. The dimension ``d``
+is ``len(modes)``. Grid coordinates in ``[0, 1]`` can be appended to the input
+channels, and the domain can be zero-padded by a fraction of each axis so that
+non-periodic problems are not forced into the periodic Fourier basis.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from oplearn.errors import ConfigError, ShapeError
+from oplearn.layers import SpectralConv
+
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
+_POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+
+
+def make_activation(name: str) -> nn.Module:
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"unknown activation '{name}'; choose one of: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def grid_coordinates(sizes: Sequence[int], *, dtype, device) -> torch.Tensor:
+    """Coordinates of the uniform grid on ``[0, 1]^d`` with both ends: ``(d, *sizes)``."""
+    axes = [torch.linspace(0, 1, n, dtype=dtype, device=device) for n in sizes]
+    return torch.stack(torch.meshgrid(*axes, indexing="ij"))
+
+
+class FourierBlock(nn.Module):
+    """``sigma(K v + W v)``: spectral convolution plus pointwise linear path."""
+
+    def __init__(self, width: int, modes: Sequence[int], activation_name: str | None):
+        super().__init__()
+        self.spectral = SpectralConv(width, width, modes)
+        self.pointwise = _POINTWISE[len(modes)](width, width, kernel_size=1)
+        self.activation = make_activation(activation_name) if activation_name else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.spectral(x) + self.pointwise(x))
+
+
+class FNO(nn.Module):
+    """Fourier neural operator in 1, 2 or 3 dimensions.
+
+    Args:
+        in_channels, out_channels: channels of input and output functions.
+        modes: Fourier modes kept per axis (see SpectralConv); ``len(modes)`` is d.
+        width: channels inside the Fourier blocks.
+        n_layers: number of Fourier blocks.
+        activation: name of the nonlinearity (gelu, relu, silu, tanh).
+        padding: zero padding added at the end of each axis, as a fraction of its
+            length (0.1 pads a 64-point axis by 6); resolution-independent.
+        grid: append the d grid coordinates to the input channels.
+        projection_channels: hidden width of the projection MLP.
+
+    Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        modes: Sequence[int],
+        width: int = 32,
+        n_layers: int = 4,
+        activation: str = "gelu",
+        padding: float = 0.0,
+        grid: bool = True,
+        projection_channels: int = 128,
+    ):
+        super().__init__()
+        modes = tuple(int(m) for m in modes)
+        if not 1 <= len(modes) <= 3:
+            raise ConfigError(f"modes must list 1 to 3 integers (one per spatial axis), got {modes}")
+        if width < 1 or n_layers < 1 or in_channels < 1 or out_channels < 1:
+            raise ConfigError("width, n_layers, in_channels and out_channels must be positive")
+        if not 0.0 <= padding < 1.0:
+            raise ConfigError(f"padding is a fraction of each axis in [0, 1), got {padding}")
+        self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
+        self.padding, self.grid = padding, grid
+        pointwise = _POINTWISE[len(modes)]
+        self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width, kernel_size=1)
+        self.blocks = nn.ModuleList(
+            FourierBlock(width, modes, activation if i < n_layers - 1 else None) for i in range(n_layers)
+        )
+        self.projection = nn.Sequential(
+            pointwise(width, projection_channels, kernel_size=1),
+            make_activation(activation),
+            pointwise(projection_channels, out_channels, kernel_size=1),
+        )
+
+    @property
+    def dim(self) -> int:
+        return len(self.modes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"FNO expects (batch, {self.in_channels}, {self.dim} spatial axes), got shape {tuple(x.shape)}"
+            )
+        sizes = x.shape[2:]
+        if self.grid:
+            coords = grid_coordinates(sizes, dtype=x.dtype, device=x.device)
+            x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
+        x = self.lifting(x)
+        pads = [math.ceil(self.padding * n) for n in sizes]
+        if any(pads):
+            x = F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
+        for block in self.blocks:
+            x = block(x)
+        if any(pads):
+            x = x[(..., *[slice(0, n) for n in sizes])]
+        return self.projection(x)

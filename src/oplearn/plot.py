@@ -1,0 +1,56 @@
+"""Figures for people: one sample's input, truth, prediction and error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+def plot_prediction(inputs: np.ndarray, truth: np.ndarray, prediction: np.ndarray, path: str | Path,
+                    title: str = "") -> Path:
+    """Save a row of panels for one sample: input, truth, prediction, |error|.
+
+    Arrays are ``(channels, *grid)`` for one sample; the first channel of
+    each is shown. 2-D grids are images, 1-D grids are curves.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    panels = [("input", inputs[0]), ("truth", truth[0]), ("prediction", prediction[0]),
+              ("|error|", np.abs(prediction[0] - truth[0]))]
+    figure, axes = plt.subplots(1, 4, figsize=(14, 3.4), constrained_layout=True)
+    for axis, (label, field) in zip(axes, panels):
+        if field.ndim == 2:
+            shared = label in ("truth", "prediction")
+            limits = dict(vmin=min(truth[0].min(), prediction[0].min()),
+                          vmax=max(truth[0].max(), prediction[0].max())) if shared else {}
+            image = axis.imshow(field.T, origin="lower", extent=(0, 1, 0, 1), cmap="viridis", **limits)
+            figure.colorbar(image, ax=axis, shrink=0.85)
+        else:
+            axis.plot(np.linspace(0, 1, field.shape[-1]), field.reshape(-1, field.shape[-1]).T)
+        axis.set_title(label)
+    if title:
+        figure.suptitle(title)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_training_curve(metrics: list[dict], path: str | Path) -> Path:
+    """Train loss and test relative L2 against epoch, log scale."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    epochs = [m["epoch"] for m in metrics]
+    axis.semilogy(epochs, [m["train_loss"] for m in metrics], label="train relative L2")
+    axis.semilogy(epochs, [m["test_rel_l2"] for m in metrics], label="test relative L2")
+    axis.set_xlabel("epoch")
+    axis.legend()
+    axis.grid(alpha=0.3)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path

@@ -1,0 +1,93 @@
+"""Checkpoints as one safetensors file: tensors plus JSON state, no pickle.
+
+Keys: ``model.<name>`` (weights), ``optimizer.<param>.<key>`` (optimizer
+tensors), ``extra.<name>`` (normalizers, RNG state); the metadata entry
+``state`` holds JSON (epoch, optimizer hyperparameters, scheduler state).
+Files appear atomically: written beside, fsynced, renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from oplearn.errors import DataError
+
+
+def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
+    tensors, scalars = {}, {}
+    for param, values in state["state"].items():
+        for key, value in values.items():
+            if torch.is_tensor(value):
+                tensors[f"optimizer.{param}.{key}"] = value
+            else:
+                scalars.setdefault(str(param), {})[key] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _join_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for name, value in tensors.items():
+        if name.startswith("optimizer."):
+            _, param, key = name.split(".", 2)
+            state.setdefault(int(param), {})[key] = value
+    for param, values in meta["scalars"].items():
+        state.setdefault(int(param), {}).update(values)
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.Optimizer | None = None,
+                    scheduler=None, extra: dict[str, torch.Tensor] | None = None, state: dict | None = None) -> None:
+    """Write model, optimizer, scheduler and extra tensors to one file atomically."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tensors = {f"model.{k}": v.detach().contiguous().cpu() for k, v in model.state_dict().items()}
+    meta: dict = {"state": state or {}}
+    if optimizer is not None:
+        opt_tensors, meta["optimizer"] = _split_optimizer(optimizer.state_dict())
+        tensors.update({k: v.contiguous().cpu() for k, v in opt_tensors.items()})
+    if scheduler is not None:
+        meta["scheduler"] = scheduler.state_dict()
+    for name, value in (extra or {}).items():
+        tensors[f"extra.{name}"] = value.detach().contiguous().cpu()
+    partial = path.with_name(path.name + ".partial")
+    save_file(tensors, str(partial), metadata={"oplearn": json.dumps(meta)})
+    with open(partial, "rb") as handle:
+        os.fsync(handle.fileno())
+    os.replace(partial, path)
+
+
+class Checkpoint:
+    """A loaded checkpoint; ``restore`` puts its parts back into live objects."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise DataError(f"checkpoint {self.path} does not exist; train first or check the run directory")
+        try:
+            self.tensors = load_file(str(self.path))
+            with safe_open(str(self.path), framework="pt") as handle:
+                self.meta = json.loads(handle.metadata()["oplearn"])
+        except (SafetensorError, KeyError, ValueError, OSError) as error:
+            raise DataError(f"checkpoint {self.path} is unreadable ({error}); delete it or retrain") from None
+
+    @property
+    def state(self) -> dict:
+        return self.meta["state"]
+
+    def extra(self) -> dict[str, torch.Tensor]:
+        return {k.removeprefix("extra."): v for k, v in self.tensors.items() if k.startswith("extra.")}
+
+    def restore(self, model: nn.Module, optimizer=None, scheduler=None) -> None:
+        weights = {k.removeprefix("model."): v for k, v in self.tensors.items() if k.startswith("model.")}
+        model.load_state_dict(weights)
+        if optimizer is not None:
+            optimizer.load_state_dict(_join_optimizer(self.tensors, self.meta["optimizer"]))
+        if scheduler is not None:
+            scheduler.load_state_dict(self.meta["scheduler"])

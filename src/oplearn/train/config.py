@@ -1,0 +1,130 @@
+"""Training configuration: pydantic models loaded from YAML.
+
+Every field can be overridden from the command line with ``--set a.b=value``
+(the value is parsed as YAML, so ``--set model.modes=[8,8]`` works).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from oplearn.errors import ConfigError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataSource(_Strict):
+    """A dataset file, and optionally how to generate it when it is missing.
+
+    ``path`` is an oplearn HDF5 file or a neuraloperator ``.pt`` file. With
+    ``pde`` set, a missing file is generated (``n`` samples at ``resolution``
+    with ``seed`` and the PDE's ``params``); otherwise ``n`` takes the first
+    ``n`` samples of the file.
+    """
+
+    path: str
+    pde: str | None = None
+    n: int | None = Field(default=None, gt=0)
+    resolution: int | None = Field(default=None, gt=0)
+    seed: int = 0
+    params: dict[str, Any] = {}
+
+    @model_validator(mode="after")
+    def _generation_needs_size(self):
+        if self.pde is not None and (self.n is None or self.resolution is None):
+            raise ValueError("a data source with 'pde' also needs 'n' and 'resolution' to generate it")
+        return self
+
+
+class DataConfig(_Strict):
+    train: DataSource
+    test: DataSource
+    extra_tests: dict[str, DataSource] = {}  # evaluated after training, e.g. a finer grid
+    normalize_inputs: bool = True
+    normalize_outputs: bool = True
+
+
+class ModelConfig(BaseModel):
+    """``name`` plus the model's hyperparameters; channels come from the data."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str = "fno"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class OptimConfig(_Strict):
+    epochs: int = Field(default=100, gt=0)
+    batch_size: int = Field(default=20, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    weight_decay: float = Field(default=1e-4, ge=0)
+    scheduler: Literal["step", "cosine", "constant"] = "cosine"
+    step_size: int = Field(default=100, gt=0)  # epochs between decays, for "step"
+    gamma: float = Field(default=0.5, gt=0, le=1)  # decay factor, for "step"
+
+
+class Config(_Strict):
+    seed: int = 0
+    device: str = "auto"
+    data: DataConfig
+    model: ModelConfig = ModelConfig()
+    train: OptimConfig = OptimConfig()
+
+
+def _one_line(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "config"
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = "unknown key"
+        parts.append(f"{where}: {message}")
+    return "; ".join(parts)
+
+
+def apply_overrides(raw: dict, overrides: list[str]) -> dict:
+    """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set expects key=value (e.g. model.width=64), got '{item}'")
+        node = raw
+        *parents, leaf = key.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise ConfigError(f"--set {key}: '{part}' is not a section")
+        node[leaf] = yaml.safe_load(value)
+    return raw
+
+
+def validate(raw: dict) -> Config:
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"invalid config: {_one_line(error)}") from None
+
+
+def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
+    """Read a YAML config, apply ``--set`` overrides, validate."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path} must hold a mapping of sections (data, model, train)")
+    return validate(apply_overrides(raw, list(overrides)))
+
+
+def dump_config(config: Config) -> str:
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

@@ -1,0 +1,69 @@
+"""What one batch means: the supervised map from input to output functions.
+
+A task turns a batch into predictions and per-sample losses; the training
+loop knows nothing else about the problem. Time-stepping and physics-informed
+tasks will sit beside this one.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from oplearn.data.dataset import ChannelNormalizer, FieldDataset
+from oplearn.losses import relative_lp_loss
+
+
+class SupervisedTask:
+    """Learn ``a -> u`` from pairs; loss and score are relative L2 in physical units.
+
+    The model sees normalized inputs and predicts normalized outputs; both
+    normalizers are fitted on the training split only.
+    """
+
+    def __init__(self, input_normalizer: ChannelNormalizer | None, output_normalizer: ChannelNormalizer | None):
+        self.input_normalizer = input_normalizer
+        self.output_normalizer = output_normalizer
+
+    @classmethod
+    def fitted_on(cls, train: FieldDataset, normalize_inputs: bool = True, normalize_outputs: bool = True):
+        return cls(ChannelNormalizer.fit(train.inputs) if normalize_inputs else None,
+                   ChannelNormalizer.fit(train.outputs) if normalize_outputs else None)
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        if self.input_normalizer is not None:
+            inputs = self.input_normalizer.encode(inputs)
+        outputs = model(inputs)
+        return self.output_normalizer.decode(outputs) if self.output_normalizer is not None else outputs
+
+    def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``(batch,)`` relative L2 errors."""
+        return relative_lp_loss(self.predict(model, inputs), targets, reduction="none")
+
+    @torch.no_grad()
+    def evaluate(self, model: nn.Module, data: FieldDataset, device: torch.device, batch_size: int = 64) -> float:
+        """Mean relative L2 error over a dataset."""
+        was_training = model.training
+        model.eval()
+        total = 0.0
+        for start in range(0, len(data), batch_size):
+            inputs = data.inputs[start:start + batch_size].to(device)
+            targets = data.outputs[start:start + batch_size].to(device)
+            total += self.per_sample_loss(model, inputs, targets).sum().item()
+        model.train(was_training)
+        return total / len(data)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        tensors = {}
+        for prefix, normalizer in (("inputs", self.input_normalizer), ("outputs", self.output_normalizer)):
+            if normalizer is not None:
+                tensors.update(normalizer.state(f"normalizer.{prefix}"))
+        return tensors
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor]) -> "SupervisedTask":
+        def part(prefix):
+            key = f"normalizer.{prefix}"
+            return ChannelNormalizer.from_state(tensors, key) if f"{key}.mean" in tensors else None
+
+        return cls(part("inputs"), part("outputs"))

@@ -1,0 +1,148 @@
+"""Tests of the Darcy finite-difference solver, the DarcyFlow sampler and the PDE registry."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from oplearn.data.grf import GaussianRandomField
+from oplearn.data.pdes import PDES, DarcyFlow, get_pde
+from oplearn.data.pdes.darcy import solve_darcy
+from oplearn.errors import ConfigError, ShapeError
+
+PI = math.pi
+
+
+def grid(n: int) -> tuple[np.ndarray, np.ndarray]:
+    x = np.linspace(0.0, 1.0, n)
+    return np.meshgrid(x, x, indexing="ij")  # X varies along axis 0, Y along axis 1
+
+
+def manufactured_error(n: int) -> float:
+    """Max error for u = sin(pi x) sin(pi y), a = 1 + x^2 + 0.5 sin(2 pi y), f = -div(a grad u)."""
+    x, y = grid(n)
+    a = 1 + x**2 + 0.5 * np.sin(2 * PI * y)
+    a_x, a_y = 2 * x, PI * np.cos(2 * PI * y)
+    u = np.sin(PI * x) * np.sin(PI * y)
+    u_x, u_y = PI * np.cos(PI * x) * np.sin(PI * y), PI * np.sin(PI * x) * np.cos(PI * y)
+    f = -(a_x * u_x + a_y * u_y) + 2 * PI**2 * a * u
+    return float(np.abs(solve_darcy(a, f) - u).max())
+
+
+def poisson_series(n: int, modes: int = 401) -> np.ndarray:
+    """-Laplacian u = 1, u = 0 on the boundary: sum over odd m, k of 16 sin(m pi x) sin(k pi y) / (pi^4 m k (m^2 + k^2))."""
+    x = np.linspace(0.0, 1.0, n)
+    m = np.arange(1, modes + 1, 2)
+    sines = np.sin(PI * np.outer(x, m))
+    weights = 16 / (PI**4 * m[:, None] * m[None, :] * (m[:, None] ** 2 + m[None, :] ** 2))
+    return sines @ weights @ sines.T
+
+
+def test_manufactured_solution_converges_at_second_order():
+    errors = [manufactured_error(n) for n in (17, 33, 65)]
+    ratios = [coarse / fine for coarse, fine in zip(errors, errors[1:])]
+    assert all(3.5 < r < 4.5 for r in ratios), (errors, ratios)
+    assert errors[-1] < 1e-3
+
+
+def test_constant_coefficient_matches_poisson_series():
+    for n, tolerance in ((33, 1e-4), (65, 2.5e-5)):
+        u = solve_darcy(np.ones((n, n)), 1.0)
+        reference = poisson_series(n)
+        assert reference.max() == pytest.approx(0.0736713, abs=1e-6)  # known centre value
+        assert np.abs(u - reference).max() < tolerance
+
+
+def test_face_coefficient_is_arithmetic_mean_of_the_two_nodes():
+    # One interior unknown: (sum of four face means) u = h^2 f, h = 1/2.
+    a = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0], [7.0, 8.0, 9.0]])
+    faces = 0.5 * (a[1, 1] + a[0, 1]) + 0.5 * (a[1, 1] + a[2, 1]) + 0.5 * (a[1, 1] + a[1, 0]) + 0.5 * (a[1, 1] + a[1, 2])
+    u = solve_darcy(a, 2.0)
+    assert u[1, 1] == pytest.approx(0.25 * 2.0 / faces, rel=1e-14)
+
+
+def test_forcing_array_uses_the_same_index_order_as_the_coefficient():
+    # A load concentrated near x = 0 (first axis) must pull the solution there.
+    x, _ = grid(21)
+    u = solve_darcy(1 + x, np.where(x < 0.3, 1.0, 0.0))
+    assert u[4, 10] > 5 * u[16, 10]
+
+
+def test_sample_shapes_boundary_and_positivity():
+    pde = DarcyFlow()
+    sample = pde.sample(seed=0, index=0, resolution=16)
+    assert {k: v.shape for k, v in sample.items()} == pde.shapes(16) == {"inputs": (1, 16, 16), "outputs": (1, 16, 16)}
+    assert sample["inputs"].dtype == sample["outputs"].dtype == np.float32
+    u = sample["outputs"][0]
+    assert np.all(u[0] == 0) and np.all(u[-1] == 0) and np.all(u[:, 0] == 0) and np.all(u[:, -1] == 0)
+    assert np.all(u[1:-1, 1:-1] > 0)
+    assert DarcyFlow.name == "darcy" and DarcyFlow.steady is True
+
+
+def test_coefficient_takes_only_low_and_high_values():
+    pde = DarcyFlow(low=2.0, high=7.0)
+    values = np.concatenate([pde.sample(seed=3, index=i, resolution=16)["inputs"].ravel() for i in range(4)])
+    assert set(np.unique(values)) == {2.0, 7.0}
+
+
+def test_samples_depend_only_on_seed_and_index():
+    pde = DarcyFlow()
+    later_first = pde.sample(seed=5, index=9, resolution=12)
+    pde.sample(seed=5, index=2, resolution=12)
+    again = DarcyFlow().sample(seed=5, index=9, resolution=12)
+    for key in ("inputs", "outputs"):
+        np.testing.assert_array_equal(later_first[key], again[key])
+    other_index = pde.sample(seed=5, index=10, resolution=12)
+    other_seed = pde.sample(seed=6, index=9, resolution=12)
+    assert not np.array_equal(later_first["inputs"], other_index["inputs"])
+    assert not np.array_equal(later_first["inputs"], other_seed["inputs"])
+
+
+def test_coefficient_is_thresholded_neumann_grf_of_documented_noise_on_fine_grid():
+    pde = DarcyFlow(oversample=2)
+    resolution, fine = 10, 19
+    noise = np.random.default_rng([4, 7]).standard_normal((1, fine, fine))
+    field = GaussianRandomField(2, fine, alpha=2.0, tau=3.0, sigma=1.0, boundary="neumann")
+    expected = np.where(field.sample_from_noise(torch.from_numpy(noise))[0].numpy() >= 0, 12.0, 3.0)
+    np.testing.assert_array_equal(pde.coefficient(4, 7, resolution), expected)
+    sample = pde.sample(4, 7, resolution)
+    np.testing.assert_array_equal(sample["inputs"][0], expected[::2, ::2])
+    np.testing.assert_allclose(sample["outputs"][0], solve_darcy(expected)[::2, ::2], rtol=1e-6)
+
+
+def test_solution_is_linear_in_the_forcing():
+    base = DarcyFlow().sample(1, 1, 12)["outputs"]
+    doubled = DarcyFlow(forcing=2.0).sample(1, 1, 12)["outputs"]
+    np.testing.assert_allclose(doubled, 2 * base, rtol=1e-5)
+
+
+def test_registry_builds_darcy_with_parameters():
+    assert PDES == {"darcy": DarcyFlow}
+    pde = get_pde("darcy", tau=4.0, oversample=1)
+    assert isinstance(pde, DarcyFlow) and pde.tau == 4.0 and pde.alpha == 2.0
+
+
+def test_registry_rejects_unknown_names_and_parameters():
+    with pytest.raises(ConfigError, match=r"^unknown PDE 'heat'; choose one of: darcy$"):
+        get_pde("heat")
+    with pytest.raises(ConfigError, match=r"^invalid parameter for darcy: tau: Input should be greater than 0$"):
+        get_pde("darcy", tau=0.0)
+    with pytest.raises(ConfigError, match="viscosity: Extra inputs are not permitted"):
+        get_pde("darcy", viscosity=0.01)
+    for bad in (dict(low=-1.0), dict(high=0.0), dict(alpha=0.0), dict(oversample=0)):
+        with pytest.raises(ConfigError):
+            get_pde("darcy", **bad)
+
+
+def test_bad_resolution_and_arrays_raise():
+    with pytest.raises(ConfigError, match="resolution"):
+        DarcyFlow().sample(0, 0, resolution=7)
+    with pytest.raises(ConfigError, match="index"):
+        DarcyFlow().sample(0, -1, resolution=8)
+    with pytest.raises(ConfigError):
+        solve_darcy(np.zeros((5, 5)))
+    with pytest.raises(ShapeError):
+        solve_darcy(np.ones((5, 4)))
+    with pytest.raises(ShapeError):
+        solve_darcy(np.ones((5, 5)), np.ones((4, 4)))

@@ -1,0 +1,104 @@
+"""SpectralConv against a direct DFT, across resolutions, and through autograd."""
+
+import itertools
+
+import numpy as np
+import pytest
+import torch
+
+from oplearn.errors import ShapeError
+from oplearn.layers import SpectralConv
+
+
+def kept_wavenumbers(modes):
+    """All kept wavenumber vectors with their index into the weight tensor."""
+    per_axis = []
+    for m in modes[:-1]:
+        per_axis.append([(k, k) for k in range(m)] + [(k, 2 * m + k) for k in range(-m, 0)])
+    per_axis.append([(k, k) for k in range(modes[-1])])
+    return itertools.product(*per_axis)
+
+
+def direct_truncated_convolution(u, weight, modes):
+    """float64 reference: sum over kept k of W(k) c_k e^{2 pi i k.x/n}, real part, Hermitian weights."""
+    sizes = u.shape[2:]
+    grids = np.meshgrid(*[np.arange(n) for n in sizes], indexing="ij")
+    out = np.zeros((u.shape[0], weight.shape[1], *sizes))
+    for entries in kept_wavenumbers(modes):
+        k = [e[0] for e in entries]
+        index = tuple(e[1] for e in entries)
+        phase = sum(2j * np.pi * kk * g / n for kk, g, n in zip(k, grids, sizes))
+        basis = np.exp(phase)  # e^{+2 pi i k.x/n}
+        coeff = np.tensordot(u, basis.conj(), axes=(list(range(2, u.ndim)), list(range(basis.ndim))))  # c_k = sum_x u(x) e^{-2 pi i k.x/n}
+        mixed = np.einsum("bi,io->bo", coeff, weight[(slice(None), slice(None)) + index])
+        last_n = sizes[-1]
+        factor = 1.0 if k[-1] == 0 or 2 * k[-1] == last_n else 2.0
+        out += factor * np.real(mixed[:, :, None] * basis.reshape(1, 1, -1)).reshape(out.shape)
+    return out / np.prod(sizes)
+
+
+@pytest.mark.parametrize(
+    "modes, sizes",
+    [((5,), (16,)), ((5,), (9,)), ((3, 4), (8, 10)), ((3, 2), (7, 6)), ((2, 2, 3), (6, 5, 6))],
+)
+def test_equals_direct_dft_in_float64(modes, sizes):
+    torch.manual_seed(0)
+    layer = SpectralConv(3, 2, modes).double()
+    u = torch.randn(2, 3, *sizes, dtype=torch.float64)
+    expected = direct_truncated_convolution(u.numpy(), layer.weight.detach().numpy(), modes)
+    got = layer(u).detach().numpy()
+    np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
+
+
+def band_limited(n, dim, coefficients):
+    """Evaluate sum_k a_k cos(2 pi k.x + phi_k) on the grid j/n."""
+    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) / n] * dim, indexing="ij")
+    u = torch.zeros(*([n] * dim), dtype=torch.float64)
+    for k, a, phi in coefficients:
+        u += a * torch.cos(2 * torch.pi * sum(kk * g for kk, g in zip(k, grids)) + phi)
+    return u
+
+
+@pytest.mark.parametrize("dim, coarse", [(1, 32), (2, 32), (3, 16)])
+def test_resolution_invariance(dim, coarse):
+    generator = torch.Generator().manual_seed(1)
+    channels = 2
+    # Mostly wavenumbers the layer keeps (|k| <= 3), a few it drops (up to 6 < 16, the coarse Nyquist).
+    bounds = [3] * 6 + [6] * 2
+    coefficients = [
+        [
+            (tuple(torch.randint(-b, b + 1, (dim,), generator=generator).tolist()), float(a), float(p))
+            for b, a, p in zip(bounds, torch.randn(8, generator=generator), torch.rand(8, generator=generator) * 6)
+        ]
+        for _ in range(channels)
+    ]
+    torch.manual_seed(2)
+    layer = SpectralConv(channels, 3, (4,) * dim)
+    outputs = []
+    for n in (coarse, 2 * coarse):
+        u = torch.stack([band_limited(n, dim, c) for c in coefficients]).float()[None]
+        outputs.append(layer(u).detach())
+    fine_on_coarse = outputs[1][(..., *[slice(None, None, 2)] * dim)]
+    assert torch.abs(fine_on_coarse - outputs[0]).max() < 1e-5
+    assert outputs[0].abs().max() > 0.1  # the comparison is not between zeros
+
+
+def test_gradcheck_float64():
+    torch.manual_seed(3)
+    layer = SpectralConv(2, 2, (2, 3)).double()
+    u = torch.randn(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, w: torch.func.functional_call(layer, {"weight_pairs": w}, (x,)),
+                                    (u, layer.weight_pairs.detach().clone().requires_grad_()))
+
+
+def test_parameter_count_follows_the_fno_paper():
+    layer = SpectralConv(32, 32, (12, 12))
+    assert layer.weight.numel() == 32 * 32 * 2 * 12 * 12  # two corners of 12 x 12 complex weights
+
+
+def test_too_few_points_is_a_clear_error():
+    layer = SpectralConv(1, 1, (8, 8))
+    with pytest.raises(ShapeError, match="needs at least 16"):
+        layer(torch.randn(1, 1, 12, 32))
+    with pytest.raises(ShapeError, match="expects"):
+        layer(torch.randn(1, 2, 32, 32))

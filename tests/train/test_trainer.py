@@ -1,0 +1,74 @@
+"""The training loop: learning happens, resume is exact, NaN stops cleanly."""
+
+import copy
+import json
+
+import pytest
+import torch
+
+from oplearn.errors import ConfigError, TrainingError
+from oplearn.train import Callback, fit
+from oplearn.train.checkpoint import Checkpoint
+
+
+def weights(run):
+    checkpoint = Checkpoint(run / "checkpoints" / "last.safetensors")
+    return {k: v for k, v in checkpoint.tensors.items() if k.startswith(("model.", "optimizer."))}
+
+
+def test_training_lowers_the_error_and_writes_the_run(small_config, tmp_path):
+    config = copy.deepcopy(small_config)
+    config["train"]["epochs"] = 6
+    results = fit(config, tmp_path / "run", progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    assert [m["epoch"] for m in metrics] == list(range(1, 7))
+    assert metrics[-1]["test_rel_l2"] < 0.7 * metrics[0]["test_rel_l2"]
+    assert results["test"]["rel_l2"] == pytest.approx(metrics[-1]["test_rel_l2"])
+    assert results["test_24"]["resolution"] == [24, 24]
+    assert (tmp_path / "run" / "config.yaml").is_file()
+    assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
+
+
+def test_resume_continues_exactly(small_config, tmp_path):
+    fit(small_config, tmp_path / "straight", progress=False)
+    half = copy.deepcopy(small_config)
+    half["train"]["epochs"] = 2
+    fit(half, tmp_path / "resumed", progress=False)
+    fit(small_config, tmp_path / "resumed", resume=True, progress=False)
+    straight, resumed = weights(tmp_path / "straight"), weights(tmp_path / "resumed")
+    assert straight.keys() == resumed.keys()
+    for name in straight:
+        assert torch.equal(straight[name], resumed[name]), name
+    lines = (tmp_path / "resumed" / "metrics.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in lines] == [1, 2, 3, 4]
+
+
+def test_run_directory_is_not_overwritten_silently(small_config, tmp_path):
+    config = copy.deepcopy(small_config)
+    config["train"]["epochs"] = 1
+    fit(config, tmp_path / "run", progress=False)
+    with pytest.raises(ConfigError, match="--overwrite"):
+        fit(config, tmp_path / "run", progress=False)
+    changed = copy.deepcopy(config)
+    changed["model"]["width"] = 4
+    with pytest.raises(ConfigError, match="differs from the saved one"):
+        fit(changed, tmp_path / "run", resume=True, progress=False)
+    with pytest.raises(ConfigError, match="cannot resume"):
+        fit(config, tmp_path / "fresh", resume=True, progress=False)
+
+
+class Diverge(Callback):
+    """Turns the weights to NaN after the first epoch, as a blown-up step would."""
+
+    def on_epoch_end(self, epoch, metrics, model):
+        if epoch == 1:
+            with torch.no_grad():
+                model.lifting.weight.fill_(float("nan"))
+
+
+def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_config, tmp_path):
+    with pytest.raises(TrainingError, match="became nan in epoch 2.*last good checkpoint"):
+        fit(small_config, tmp_path / "run", progress=False, callbacks=[Diverge()])
+    checkpoint = Checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    assert checkpoint.state["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in checkpoint.tensors.values())
