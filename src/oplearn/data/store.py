@@ -23,6 +23,7 @@ moved onto ``<path>``, so a file at ``path`` is always complete.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -42,6 +43,16 @@ def partial_path(path: str | os.PathLike) -> Path:
     """The in-progress file ``<path>.partial`` that sits beside ``path``."""
     path = Path(path)
     return path.with_name(path.name + ".partial")
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or directory to the disk, ignoring filesystems that refuse."""
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
 
 def _params_json(params: dict) -> str:
@@ -222,22 +233,9 @@ class DatasetWriter:
         self._file.attrs["complete"] = True
         self._file.flush()
         self.close()
-        fd = os.open(self.partial, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        _fsync(self.partial)
         os.replace(self.partial, self.path)
-        try:
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-        except OSError:
-            return
-        try:
-            os.fsync(dir_fd)
-        except OSError:
-            pass
-        finally:
-            os.close(dir_fd)
+        _fsync(self.path.parent)  # make the rename itself durable
 
     def close(self) -> None:
         """Close the partial file without finishing it (it stays resumable)."""
@@ -258,6 +256,7 @@ class DatasetWriter:
 # -- reading -------------------------------------------------------------------
 
 def _open(path: Path, *, allow_partial: bool) -> h5py.File:
+    """Open an oplearn file for reading after checking it exists, parses and is ours."""
     if not path.exists():
         if partial_path(path).exists():
             raise DataError(f"{path} does not exist but {partial_path(path).name} does: "
@@ -265,26 +264,25 @@ def _open(path: Path, *, allow_partial: bool) -> h5py.File:
         raise DataError(f"{path} does not exist; check the path or create it with `oplearn generate`")
     if path.is_dir():
         raise DataError(f"{path} is a directory; pass a dataset file")
-    try:
+    try:  # no file lock for summaries, so `oplearn info` works while generating
         f = h5py.File(path, "r", locking=False) if allow_partial else h5py.File(path, "r")
     except OSError as exc:
         raise DataError(f"{path} is not a readable HDF5 file ({str(exc).splitlines()[0]}); "
                         "it may be corrupt: regenerate it") from None
-    a = f.attrs
+    a, problem = f.attrs, None
     if "oplearn_format" not in a:
+        problem = (f"{path} is an HDF5 file but not an oplearn dataset (no 'oplearn_format' "
+                   "attribute); create it with `oplearn generate`")
+    elif int(a["oplearn_format"]) != FORMAT_VERSION:
+        problem = (f"{path} uses dataset format {a['oplearn_format']}, but this oplearn reads "
+                   f"format {FORMAT_VERSION}; use a matching oplearn version or regenerate the file")
+    elif not allow_partial and not bool(a.get("complete", False)):
+        problem = (f"{path} is incomplete ({int(a.get('n_done', 0))} of "
+                   f"{int(a.get('n_samples', 0))} samples); "
+                   "finish it with `oplearn generate ... --resume`")
+    if problem:
         f.close()
-        raise DataError(f"{path} is an HDF5 file but not an oplearn dataset (no 'oplearn_format' "
-                        "attribute); create it with `oplearn generate`")
-    if int(a["oplearn_format"]) != FORMAT_VERSION:
-        version = a["oplearn_format"]
-        f.close()
-        raise DataError(f"{path} uses dataset format {version}, but this oplearn reads format "
-                        f"{FORMAT_VERSION}; use a matching oplearn version or regenerate the file")
-    if not allow_partial and not bool(a.get("complete", False)):
-        done, total = int(a.get("n_done", 0)), int(a.get("n_samples", 0))
-        f.close()
-        raise DataError(f"{path} is incomplete ({done} of {total} samples); "
-                        "finish it with `oplearn generate ... --resume`")
+        raise DataError(problem)
     return f
 
 
@@ -331,19 +329,16 @@ def read_dataset(path) -> dict:
 
 
 def _stats(ds: h5py.Dataset, rows: int, step: int) -> str:
-    lo, hi, total, bad = np.inf, -np.inf, 0.0, 0
-    count = 0
+    """min/max/mean of the first ``rows`` entries of ``ds``, read ``step`` rows at a time."""
+    lo, hi, total, count, bad = np.inf, -np.inf, 0.0, 0, 0
     for start in range(0, rows, step):
         block = np.asarray(ds[start:min(start + step, rows)], dtype=np.float64)
         finite = block[np.isfinite(block)]
         bad += block.size - finite.size
         if finite.size:
             lo, hi = min(lo, finite.min()), max(hi, finite.max())
-            total += finite.sum()
-            count += finite.size
-    if count == 0:
-        return "no values" + (f", {bad} non-finite" if bad else "")
-    text = f"min={lo:.4g} max={hi:.4g} mean={total / count:.4g}"
+            total, count = total + finite.sum(), count + finite.size
+    text = f"min={lo:.4g} max={hi:.4g} mean={total / count:.4g}" if count else "no values"
     return text + (f" NON-FINITE={bad}" if bad else "")
 
 

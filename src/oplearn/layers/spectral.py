@@ -30,9 +30,6 @@ from torch import nn
 
 from oplearn.errors import ShapeError
 
-_LETTERS = "xyz"
-
-
 class SpectralConv(nn.Module):
     """Truncated Fourier convolution in 1, 2 or 3 dimensions.
 
@@ -58,8 +55,6 @@ class SpectralConv(nn.Module):
         # Variance 1/(in*out) per complex entry keeps the layer's gain near 1.
         scale = 1.0 / math.sqrt(2 * in_channels * out_channels)
         self.weight_pairs = nn.Parameter(scale * torch.randn(in_channels, out_channels, *kept, 2))
-        dims = _LETTERS[: len(modes)]
-        self._equation = f"bi{dims},io{dims}->bo{dims}"
 
     @property
     def dim(self) -> int:
@@ -94,8 +89,27 @@ class SpectralConv(nn.Module):
         axes = tuple(range(2, x.ndim))
         sizes = tuple(x.shape[2:])
         kept = keep_modes(torch.fft.rfftn(x, dim=axes), self.modes)
-        mixed = torch.einsum(self._equation, kept, self.weight.to(kept.dtype))
+        mixed = complex_channel_mix(kept, self.weight_pairs)
         return torch.fft.irfftn(restore_modes(mixed, self.modes, sizes), s=sizes, dim=axes)
+
+
+def complex_channel_mix(kept: torch.Tensor, weight_pairs: torch.Tensor) -> torch.Tensor:
+    """``out[b, o, k] = sum_i kept[b, i, k] W[i, o, k]`` for every kept mode ``k``.
+
+    Computed as one real batched GEMM per mode, ``[x_re, x_im] @ [[W_re, W_im], [-W_im, W_re]]``,
+    which is several times faster on CPU than a complex einsum (and avoids complex autograd).
+    Shapes: kept ``(b, i, *K)`` complex, weight_pairs ``(i, o, *K, 2)`` real -> ``(b, o, *K)`` complex.
+    """
+    batch, in_channels, *kept_shape = kept.shape
+    out_channels = weight_pairs.shape[1]
+    x = torch.view_as_real(kept).flatten(2, -2)  # (b, i, M, 2)
+    n_modes = x.shape[2]
+    x = x.permute(2, 0, 3, 1).reshape(n_modes, batch, 2 * in_channels)  # rows [re..., im...]
+    w = weight_pairs.to(x.dtype).flatten(2, -2)  # (i, o, M, 2)
+    w_re, w_im = w[..., 0].permute(2, 0, 1), w[..., 1].permute(2, 0, 1)  # (M, i, o)
+    block = torch.cat([torch.cat([w_re, w_im], dim=2), torch.cat([-w_im, w_re], dim=2)], dim=1)
+    y = torch.bmm(x, block).reshape(n_modes, batch, 2, out_channels).permute(1, 3, 0, 2)
+    return torch.view_as_complex(y.contiguous()).reshape(batch, out_channels, *kept_shape)
 
 
 def keep_modes(spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:

@@ -13,7 +13,6 @@ non-periodic problems are not forced into the periodic Fourier basis.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -39,6 +38,18 @@ def grid_coordinates(sizes: Sequence[int], *, dtype, device) -> torch.Tensor:
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))
 
 
+def padding_points(n: int, padding: float) -> int:
+    """Zero points to append to an ``n``-point axis of spacing ``1/(n-1)``.
+
+    Chosen so that the padded, periodic length ``(n + p) / (n - 1)`` is close
+    to ``1 + padding`` at every resolution: a Fourier mode then means the
+    same physical frequency on a coarse and on a fine grid.
+    """
+    if padding == 0:
+        return 0
+    return max(0, round((1 + padding) * (n - 1)) - n)
+
+
 class FourierBlock(nn.Module):
     """``sigma(K v + W v)``: spectral convolution plus pointwise linear path."""
 
@@ -61,8 +72,9 @@ class FNO(nn.Module):
         width: channels inside the Fourier blocks.
         n_layers: number of Fourier blocks.
         activation: name of the nonlinearity (gelu, relu, silu, tanh).
-        padding: zero padding added at the end of each axis, as a fraction of its
-            length (0.1 pads a 64-point axis by 6); resolution-independent.
+        padding: zero padding at the end of each axis as a fraction of the domain
+            length, for non-periodic problems: the Fourier layers then see a period
+            of about ``1 + padding`` at every resolution (see ``padding_points``).
         grid: append the d grid coordinates to the input channels.
         projection_channels: hidden width of the projection MLP.
 
@@ -116,7 +128,7 @@ class FNO(nn.Module):
             coords = grid_coordinates(sizes, dtype=x.dtype, device=x.device)
             x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
         x = self.lifting(x)
-        pads = [math.ceil(self.padding * n) for n in sizes]
+        pads = [padding_points(n, self.padding) for n in sizes]
         if any(pads):
             x = F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
         for block in self.blocks:

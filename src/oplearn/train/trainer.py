@@ -92,13 +92,16 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: Config):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
-def fit(config: Config | dict, out: str | Path, *, resume: bool = False, overwrite: bool = False,
+def fit(config: Config | dict | str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, callbacks: list[Callback] = ()) -> dict:
     """Train the configured model; return the final metrics (also in ``out/results.json``).
 
+    ``config``: a Config, its dict form, or a YAML file.
     Runs data-parallel when launched by torchrun. Raises ``TrainingError`` if
     the loss becomes NaN, leaving the last good checkpoint in place.
     """
+    if isinstance(config, (str, Path)):
+        config = load_config(config)
     config = config if isinstance(config, Config) else validate(config)
     out = Path(out)
     context = distributed.setup(config.device)
