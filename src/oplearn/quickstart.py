@@ -24,8 +24,8 @@ from oplearn.train import fit
 from oplearn.train.config import apply_overrides, validate
 from oplearn.train.evaluation import evaluate_run
 
-FAST = ["data.train.n=200", "data.test.n=50", "data.extra_tests.test_64.n=50", "train.epochs=8",
-        "model.width=16"]
+FAST = ["data.train.n=400", "data.test.n=50", "data.extra_tests.test_64.n=50", "train.epochs=15",
+        "model.width=24"]
 
 
 def preset(name: str = "darcy_fno") -> dict:

@@ -6,6 +6,7 @@ import json
 import pytest
 import torch
 
+from oplearn.data.formats import load_arrays
 from oplearn.errors import ConfigError, TrainingError
 from oplearn.train import Callback, fit
 from oplearn.train.checkpoint import Checkpoint
@@ -26,6 +27,11 @@ def test_training_lowers_the_error_and_writes_the_run(small_config, tmp_path):
     assert results["test"]["rel_l2"] == pytest.approx(metrics[-1]["test_rel_l2"])
     assert results["test_24"]["resolution"] == [24, 24]
     assert (tmp_path / "run" / "config.yaml").is_file()
+    # Normalizers come from the training split only.
+    saved = Checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
+    train_inputs = load_arrays(config["data"]["train"]["path"])["arrays"]["inputs"]
+    assert saved.extra()["normalizer.inputs.mean"].item() == pytest.approx(train_inputs.mean(), rel=1e-5)
+    assert saved.state["config"]["model"]["width"] == 8 and "rng.torch" in saved.extra()
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
 
 

@@ -139,6 +139,7 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
     if resume:
         checkpoint = Checkpoint(out / CHECKPOINT)
         checkpoint.restore(model, optimizer, scheduler)
+        torch.set_rng_state(checkpoint.extra()["rng.torch"])
         start_epoch = checkpoint.state["epoch"]
     trained = DistributedDataParallel(model) if context.distributed else model
 
@@ -170,8 +171,10 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
                    "epoch_seconds": time.perf_counter() - started}
         if context.is_main:
             metrics["test_rel_l2"] = task.evaluate(model, test, context.device)
-            save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler, extra=task.state(),
-                            state={"epoch": epoch + 1, "metrics": metrics, "channels": channels})
+            save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler,
+                            extra={**task.state(), "rng.torch": torch.get_rng_state()},
+                            state={"epoch": epoch + 1, "metrics": metrics, "channels": channels,
+                                   "config": config.model_dump(mode="json")})
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
             bar.set_postfix(loss=f"{train_loss:.4f}", test=f"{metrics['test_rel_l2']:.4f}")
