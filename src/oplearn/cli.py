@@ -36,10 +36,12 @@ def quickstart(fast, out, data_dir):
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output file (default PDE_N_R.h5).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="PDE parameter, e.g. --param tau=3.")
-@click.option("--workers", type=int, default=None, help="Solver processes (default: all cores).")
+@click.option("--device", default="cpu", show_default=True, help="Where to solve: cpu, cuda, cuda:1 or auto.")
+@click.option("--batch", type=int, default=1, show_default=True, help="Samples solved together in one call.")
+@click.option("--workers", type=int, default=None, help="Solver processes on CPU (default: all cores).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def generate(pde, n, resolution, seed, out, params, workers, resume, overwrite):
+def generate(pde, n, resolution, seed, out, params, device, batch, workers, resume, overwrite):
     """Solve PDE for N random inputs and write an HDF5 dataset."""
     import yaml
 
@@ -53,8 +55,8 @@ def generate(pde, n, resolution, seed, out, params, workers, resume, overwrite):
             raise ConfigError(f"--param expects KEY=VALUE, got '{item}'")
         values[key] = yaml.safe_load(value)
     out = out or Path(f"{pde}_{n}_{resolution}.h5")
-    path = run_generate(pde, n, resolution, seed=seed, out=out, params=values, workers=workers,
-                        resume=resume, overwrite=overwrite)
+    path = run_generate(pde, n, resolution, seed=seed, out=out, params=values, device=device,
+                        batch=batch, workers=workers, resume=resume, overwrite=overwrite)
     click.echo(f"wrote {path}")
 
 

@@ -25,3 +25,7 @@ class ShapeError(OplearnError):
 
 class TrainingError(OplearnError):
     """Training cannot go on (for example the loss became NaN)."""
+
+
+class SolverError(OplearnError):
+    """A PDE solver diverged (NaN or inf); the message names the sample and a remedy."""

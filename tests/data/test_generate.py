@@ -17,7 +17,7 @@ from oplearn.errors import ConfigError
 
 def test_same_seed_same_data_whatever_the_number_of_workers(tmp_path):
     serial = generate("darcy", 6, 16, seed=4, workers=1, progress=False)
-    parallel = generate("darcy", 6, 16, seed=4, workers=2, chunk=2, progress=False)
+    parallel = generate("darcy", 6, 16, seed=4, workers=2, batch=2, progress=False)
     other_seed = generate("darcy", 6, 16, seed=5, workers=1, progress=False)
     for name in ("inputs", "outputs"):
         np.testing.assert_array_equal(serial[name], parallel[name])

@@ -1,8 +1,8 @@
 """Generate a dataset by solving a PDE for many random inputs.
 
 Sample ``i`` depends only on ``(seed, i)``, so samples can be solved in any
-order, in parallel processes, and an interrupted file can be resumed to the
-exact same result as an uninterrupted run.
+batches, in parallel processes or on a GPU, and an interrupted file resumes
+to exactly what an uninterrupted run writes (with the same ``batch``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,15 @@ from oplearn.data.store import DatasetWriter
 from oplearn.errors import ConfigError
 
 
-def _solve_one(pde, seed: int, resolution: int, index: int) -> dict[str, np.ndarray]:
-    return pde.sample(seed, index, resolution)
+WRITE_GROUP = 64  # samples per append (rounded up to whole batches)
+
+
+def _solve(pde, seed: int, resolution: int, device: str, indices: range) -> dict[str, np.ndarray]:
+    return pde.solve_batch(seed, indices, resolution, device)
 
 
 def _single_thread():
-    torch.set_num_threads(1)  # one solve per process; the processes share the cores
+    torch.set_num_threads(1)  # one solver per process; the processes share the cores
 
 
 def generate(
@@ -38,50 +41,57 @@ def generate(
     seed: int = 0,
     out: str | Path | None = None,
     params: dict | None = None,
+    device: str = "cpu",
+    batch: int = 1,
     workers: int | None = None,
-    chunk: int = 64,
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
 ) -> Path | dict[str, np.ndarray]:
     """Solve ``pde`` for ``n`` random inputs on a ``resolution`` grid.
 
-    With ``out`` the samples are written to an HDF5 file in chunks (see
-    :mod:`oplearn.data.store`) and its path is returned; without, a dict of
-    arrays (``inputs``/``outputs`` of shape ``(n, C, *S)``) is returned.
-    ``workers`` processes solve in parallel (default: all cores).
+    ``batch`` samples are solved together (one batched solve on ``device``);
+    on the CPU, ``workers`` processes solve batches in parallel (default: all
+    cores; one process on a GPU). With ``out`` the samples are written to an
+    HDF5 file batch by batch (see :mod:`oplearn.data.store`) and its path is
+    returned; without, a dict of arrays (``inputs``/``outputs`` ``(n, C, *S)``
+    or ``trajectories`` ``(n, T, C, *S)`` and ``times``) is returned.
     """
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
+    if batch < 1:
+        raise ConfigError(f"--batch must be at least 1, got {batch}")
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"--device {device} asked for, but CUDA is not available here; use --device cpu")
     problem = get_pde(pde, **(params or {}))
-    shapes = problem.shapes(resolution)
-    workers = workers or os.cpu_count() or 1
-    solve = partial(_solve_one, problem, seed, resolution)
+    shapes, extra = problem.shapes(resolution), problem.extra(resolution)
+    workers = 1 if torch.device(device).type != "cpu" else (workers or os.cpu_count() or 1)
+    solve = partial(_solve, problem, seed, resolution, device)
 
     if out is None:
         arrays = {name: np.empty((n, *shape), np.float32) for name, shape in shapes.items()}
-        for index, sample in enumerate(_solve_all(solve, range(n), workers, chunk, progress, pde)):
-            for name, value in sample.items():
-                arrays[name][index] = value
-        return arrays
+        for start, solved in _solve_all(solve, 0, n, batch, workers, progress, pde):
+            for name, value in solved.items():
+                arrays[name][start:start + len(value)] = value
+        return {**arrays, **extra}
 
-    settings = problem.model_dump(mode="json")
-    with DatasetWriter(out, pde=problem.name, params=settings, seed=seed, n_samples=n, shapes=shapes,
-                       overwrite=overwrite, resume=resume) as writer:
+    with DatasetWriter(out, pde=problem.name, params=problem.model_dump(mode="json"), seed=seed, n_samples=n,
+                       shapes=shapes, extra=extra, overwrite=overwrite, resume=resume) as writer:
         pending: list[dict[str, np.ndarray]] = []
-        start = writer.n_done
-        for sample in _solve_all(solve, range(start, n), workers, chunk, progress, pde, initial=start, total=n):
-            pending.append(sample)
-            if len(pending) == chunk:
-                writer.append(_stack(pending))
+        for _, solved in _solve_all(solve, writer.n_done, n, batch, workers, progress, pde):
+            pending.append(solved)  # written in groups of whole batches, so n_done stays batch-aligned
+            if sum(len(p[next(iter(shapes))]) for p in pending) >= WRITE_GROUP:
+                writer.append(_concatenate(pending))
                 pending = []
         if pending:
-            writer.append(_stack(pending))
+            writer.append(_concatenate(pending))
     return Path(out)
 
 
-def _stack(samples: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
-    return {name: np.stack([s[name] for s in samples]) for name in samples[0]}
+def _concatenate(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 
 
 def _process_context():
@@ -91,25 +101,22 @@ def _process_context():
     return multiprocessing.get_context("spawn")
 
 
-def _solve_all(solve, indices, workers, chunk, progress, label, initial=0, total=None):
-    """Yield solved samples in index order, from a process pool when workers > 1."""
-    bar = tqdm(total=total if total is not None else len(indices), initial=initial, unit="sample",
-               desc=f"generate {label}", disable=not progress, dynamic_ncols=True)
+def _solve_all(solve, start: int, stop: int, batch: int, workers: int, progress: bool, label: str):
+    """Yield ``(first index, solved batch)`` in index order, from a process pool when workers > 1."""
+    batches = [range(i, min(i + batch, stop)) for i in range(start, stop, batch)]
+    bar = tqdm(total=stop, initial=start, unit="sample", desc=f"generate {label}", disable=not progress,
+               dynamic_ncols=True)
     try:
-        if workers <= 1 or len(indices) <= 1:
-            threads = torch.get_num_threads()
-            _single_thread()  # small solves: thread start-up costs more than it saves
-            try:
-                for index in indices:
-                    yield solve(index)
-                    bar.update()
-            finally:
-                torch.set_num_threads(threads)
+        if workers <= 1 or len(batches) <= 1:
+            for indices in batches:
+                yield indices.start, solve(indices)
+                bar.update(len(indices))
             return
-        context = _process_context()
-        with ProcessPoolExecutor(workers, mp_context=context, initializer=_single_thread) as pool:
-            for sample in pool.map(solve, indices, chunksize=max(1, min(chunk, len(indices) // (4 * workers)))):
-                yield sample
-                bar.update()
+        with ProcessPoolExecutor(min(workers, len(batches)), mp_context=_process_context(),
+                                 initializer=_single_thread) as pool:
+            chunksize = max(1, len(batches) // (16 * workers))
+            for indices, solved in zip(batches, pool.map(solve, batches, chunksize=chunksize)):
+                yield indices.start, solved
+                bar.update(len(indices))
     finally:
         bar.close()

@@ -1,7 +1,18 @@
 """Registry of the PDEs that generate operator-learning data sets.
 
-Each entry is a pydantic model class whose fields are the PDE's parameters
-and which provides ``sample(seed, index, resolution)`` and ``shapes(resolution)``.
+Each entry is a frozen pydantic model whose fields are the PDE's parameters
+(unknown names are errors) and which provides:
+
+- ``name`` (ClassVar str) and ``steady`` (ClassVar bool);
+- ``shapes(resolution) -> {dataset: per-sample shape}``: ``inputs``/``outputs``
+  ``(C, *S)`` for steady problems, ``trajectories`` ``(T, C, *S)`` otherwise;
+- ``extra(resolution) -> {dataset: array}``: whole datasets written once,
+  ``{"times": (T,) float64}`` for time-dependent problems, ``{}`` otherwise;
+- ``solve_batch(seed, indices, resolution, device) -> {dataset: array}``:
+  float32 arrays with a leading axis of ``len(indices)``. The random input of
+  sample ``i`` depends only on ``(seed, i)`` (noise from
+  ``np.random.default_rng([seed, i])``), so any batching gives the same data.
+  A solver that produces NaN/inf raises ``SolverError`` naming the sample.
 """
 
 from __future__ import annotations

@@ -123,6 +123,19 @@ class DarcyFlow(BaseModel):
         values = field.sample_from_noise(torch.from_numpy(noise))[0].numpy()
         return np.where(values >= 0, self.high, self.low)
 
+    def extra(self, resolution: int) -> dict[str, np.ndarray]:
+        """Steady problem: no whole-file datasets."""
+        return {}
+
+    def solve_batch(self, seed: int, indices, resolution: int, device="cpu") -> dict[str, np.ndarray]:
+        """Samples ``indices`` stacked: inputs/outputs ``(len(indices), 1, R, R)``.
+
+        Sparse direct solves run on the CPU whatever ``device`` says; parallelism
+        comes from solving batches in several processes.
+        """
+        samples = [self.sample(seed, int(i), resolution) for i in indices]
+        return {name: np.stack([s[name] for s in samples]) for name in ("inputs", "outputs")}
+
     def sample(self, seed: int, index: int, resolution: int) -> dict[str, np.ndarray]:
         """Sample ``index`` of the data set ``seed`` at R = ``resolution`` points per axis.
 
