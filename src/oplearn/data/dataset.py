@@ -1,54 +1,199 @@
-"""In-memory datasets of function pairs and their normalizers."""
+"""Datasets of function pairs, read from memory or lazily from HDF5, and their normalizers.
+
+A :class:`FieldDataset` serves pairs ``inputs (N, C_in, *S)``, ``outputs
+(N, C_out, *S)``. Steady files hold the pairs directly. Trajectory files
+``(N, T, C, *S)`` become pairs by choosing time steps: the input is the
+snapshots at ``input_steps`` stacked as channels, the output those at
+``output_steps`` (default: first snapshot -> last one, e.g. Burgers u0 -> u(T)).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import h5py
 import numpy as np
 import torch
 
 from oplearn.errors import DataError
 
+IN_MEMORY_BYTES = 2 * 2**30  # larger selections are read from the file batch by batch
+
+
+def _steps_as_channels(trajectories: np.ndarray, steps: Sequence[int]) -> np.ndarray:
+    """``(N, T, C, *S)`` -> ``(N, len(steps) * C, *S)``."""
+    picked = trajectories[:, list(steps)]
+    return picked.reshape(picked.shape[0], -1, *picked.shape[3:])
+
+
+def _check_steps(name: str, steps: Sequence[int], n_times: int, label: str) -> list[int]:
+    steps = list(steps)
+    if not steps or any(not -n_times <= s < n_times for s in steps):
+        raise DataError(f"{name}: {label} {steps} must be non-empty indices into the {n_times} stored time steps")
+    return [s % n_times for s in steps]
+
+
+def _check_finite(name: str, label: str, array) -> None:
+    if not (np.isfinite(array).all() if isinstance(array, np.ndarray) else torch.isfinite(array).all()):
+        raise DataError(f"{name}: {label} contain NaN or infinite values; regenerate or clean the file")
+
 
 class FieldDataset:
-    """Pairs of input and output functions held as tensors.
+    """Input/output function pairs, in memory or read from an oplearn HDF5 file on demand.
 
-    ``inputs``: ``(N, C_in, *S)``, ``outputs``: ``(N, C_out, *S)``; float32.
-    Small enough for the operator-learning benchmarks to live in memory, so
-    batches are plain index lookups (no worker processes).
+    ``batch(indices)`` returns ``(inputs, outputs)`` float32 tensors for any
+    index list; ``len``, ``resolution`` (the grid ``S``) and ``channels``
+    (``(C_in, C_out)``) describe it without reading samples.
     """
 
     def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str = "data"):
-        if inputs.shape[0] != outputs.shape[0] or inputs.shape[2:] != outputs.shape[2:]:
-            raise DataError(f"{name}: inputs {tuple(inputs.shape)} and outputs {tuple(outputs.shape)} must have "
-                            "the same number of samples and the same grid")
-        if inputs.ndim < 3:
-            raise DataError(f"{name}: expected (samples, channels, *grid) arrays, got {tuple(inputs.shape)}")
-        for label, tensor in (("inputs", inputs), ("outputs", outputs)):
-            if not torch.isfinite(tensor).all():
-                raise DataError(f"{name}: {label} contain NaN or infinite values; regenerate or clean the file")
-        self.inputs = inputs.float()
-        self.outputs = outputs.float()
         self.name = name
+        self._pairs: _MemoryPairs | _LazyPairs = _MemoryPairs(inputs, outputs, name)
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, np.ndarray], name: str = "data", n: int | None = None) -> "FieldDataset":
-        """From a store/format dict with ``inputs`` and ``outputs``; keep the first ``n`` samples."""
-        missing = {"inputs", "outputs"} - set(arrays)
-        if missing:
-            raise DataError(f"{name} has no {' or '.join(sorted(missing))} dataset (found: {', '.join(arrays)}); "
-                            "training needs input/output pairs")
-        inputs, outputs = arrays["inputs"], arrays["outputs"]
-        if n is not None:
-            if n > len(inputs):
-                raise DataError(f"{name} holds {len(inputs)} samples but {n} were asked for; lower n")
-            inputs, outputs = inputs[:n], outputs[:n]
-        return cls(torch.as_tensor(np.asarray(inputs)), torch.as_tensor(np.asarray(outputs)), name)
+    def from_arrays(cls, arrays: dict[str, np.ndarray], name: str = "data", n: int | None = None,
+                    input_steps: Sequence[int] = (0,), output_steps: Sequence[int] = (-1,)) -> "FieldDataset":
+        """From a store/format dict (``inputs``/``outputs`` or ``trajectories``); keep the first ``n`` samples."""
+        if "trajectories" in arrays:
+            trajectories = np.asarray(arrays["trajectories"])
+            count = _check_count(name, len(trajectories), n)
+            steps_in = _check_steps(name, input_steps, trajectories.shape[1], "input_steps")
+            steps_out = _check_steps(name, output_steps, trajectories.shape[1], "output_steps")
+            inputs = _steps_as_channels(trajectories[:count], steps_in)
+            outputs = _steps_as_channels(trajectories[:count], steps_out)
+        else:
+            missing = {"inputs", "outputs"} - set(arrays)
+            if missing:
+                raise DataError(f"{name} has no {' or '.join(sorted(missing))} dataset (found: "
+                                f"{', '.join(arrays)}); training needs input/output pairs or trajectories")
+            count = _check_count(name, len(arrays["inputs"]), n)
+            inputs, outputs = np.asarray(arrays["inputs"][:count]), np.asarray(arrays["outputs"][:count])
+        return cls(torch.as_tensor(inputs), torch.as_tensor(outputs), name)
+
+    @classmethod
+    def open(cls, path: str | Path, name: str | None = None, n: int | None = None,
+             input_steps: Sequence[int] = (0,), output_steps: Sequence[int] = (-1,),
+             in_memory: bool | None = None) -> "FieldDataset":
+        """Open any supported dataset file.
+
+        oplearn HDF5 files are read lazily when the selected pairs exceed
+        ``IN_MEMORY_BYTES`` (or with ``in_memory=False``) and loaded whole
+        otherwise; other formats are always loaded (``oplearn convert`` them).
+        """
+        from oplearn.data.formats import load_arrays
+        from oplearn.data.store import is_oplearn_file
+
+        path, name = Path(path), name or str(path)
+        if in_memory is not True and is_oplearn_file(path):
+            lazy = _LazyPairs(path, name, n, input_steps, output_steps)
+            if in_memory is False or lazy.bytes > IN_MEMORY_BYTES:
+                dataset = cls.__new__(cls)
+                dataset.name, dataset._pairs = name, lazy
+                return dataset
+        return cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
 
     def __len__(self) -> int:
-        return self.inputs.shape[0]
+        return self._pairs.length
+
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self._pairs, _MemoryPairs)
 
     @property
     def resolution(self) -> tuple[int, ...]:
-        return tuple(self.inputs.shape[2:])
+        return tuple(self._pairs.shapes[0][1:])
+
+    @property
+    def channels(self) -> tuple[int, int]:
+        return self._pairs.shapes[0][0], self._pairs.shapes[1][0]
+
+    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(inputs (B, C_in, *S), outputs (B, C_out, *S))`` for sample ``indices`` (a list or tensor)."""
+        return self._pairs.read(indices)
+
+    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """All samples in order, ``batch_size`` at a time."""
+        for start in range(0, len(self), batch_size):
+            yield self.batch(range(start, min(start + batch_size, len(self))))
+
+
+class _MemoryPairs:
+    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str):
+        if inputs.ndim < 3:
+            raise DataError(f"{name}: expected (samples, channels, *grid) arrays, got {tuple(inputs.shape)}")
+        if inputs.shape[0] != outputs.shape[0] or inputs.shape[2:] != outputs.shape[2:]:
+            raise DataError(f"{name}: inputs {tuple(inputs.shape)} and outputs {tuple(outputs.shape)} must have "
+                            "the same number of samples and the same grid")
+        _check_finite(name, "inputs", inputs)
+        _check_finite(name, "outputs", outputs)
+        self.inputs, self.outputs = inputs.float(), outputs.float()
+        self.length, self.shapes = len(inputs), (tuple(inputs.shape[1:]), tuple(outputs.shape[1:]))
+
+    def read(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = torch.as_tensor(indices, dtype=torch.long)
+        return self.inputs[indices], self.outputs[indices]
+
+
+def _check_count(name: str, available: int, n: int | None) -> int:
+    if n is not None and n > available:
+        raise DataError(f"{name} holds {available} samples but {n} were asked for; lower n")
+    return available if n is None else n
+
+
+class _LazyPairs:
+    """Reads pairs from an oplearn HDF5 file batch by batch (the file is reopened in each process)."""
+
+    def __init__(self, path: Path, name: str, n, input_steps, output_steps):
+        from oplearn.data.store import open_dataset
+
+        self.path, self.name = path, name
+        with open_dataset(path) as handle:
+            self.trajectories = "trajectories" in handle
+            if self.trajectories:
+                shape = handle["trajectories"].shape
+                self.steps = (_check_steps(name, input_steps, shape[1], "input_steps"),
+                              _check_steps(name, output_steps, shape[1], "output_steps"))
+                self.shapes = tuple((len(s) * shape[2], *shape[3:]) for s in self.steps)
+                available = shape[0]
+            else:
+                if not {"inputs", "outputs"} <= set(handle):
+                    raise DataError(f"{name} has neither inputs/outputs nor trajectories; "
+                                    "training needs input/output pairs")
+                self.shapes = (handle["inputs"].shape[1:], handle["outputs"].shape[1:])
+                available = handle["inputs"].shape[0]
+        self.length = _check_count(name, available, n)
+        self.bytes = 4 * self.length * sum(int(np.prod(shape)) for shape in self.shapes)
+        self._handle: h5py.File | None = None
+        self._owner: int | None = None
+
+    def _file(self) -> h5py.File:
+        import os
+
+        if self._handle is None or self._owner != os.getpid():  # h5py handles do not survive fork
+            self._handle, self._owner = h5py.File(self.path, "r"), os.getpid()
+        return self._handle
+
+    def read(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if indices.size and (indices.min() < 0 or indices.max() >= self.length):
+            raise IndexError(f"{self.name}: sample index out of range 0..{self.length - 1}")
+        # h5py selections need increasing, unique indices: read sorted, then put back in the asked order.
+        unique, inverse = np.unique(indices, return_inverse=True)
+        handle = self._file()
+        if self.trajectories:
+            source = handle["trajectories"]
+            parts = [np.stack([source[unique, step] for step in steps], axis=1) for steps in self.steps]
+            parts = [p.reshape(len(unique), -1, *p.shape[3:]) for p in parts]
+        else:
+            parts = [handle["inputs"][unique], handle["outputs"][unique]]
+        inputs, outputs = (torch.from_numpy(np.ascontiguousarray(p[inverse])) for p in parts)
+        _check_finite(self.name, "inputs", inputs)
+        _check_finite(self.name, "outputs", outputs)
+        return inputs, outputs
+
+    def __getstate__(self):
+        return {**self.__dict__, "_handle": None, "_owner": None}
 
 
 class ChannelNormalizer:
@@ -63,11 +208,24 @@ class ChannelNormalizer:
 
     @classmethod
     def fit(cls, data: torch.Tensor, eps: float = 1e-6) -> "ChannelNormalizer":
-        """Fit on ``(N, C, *S)`` data: mean and std of each channel."""
-        dims = [0] + list(range(2, data.ndim))
-        mean = data.double().mean(dim=dims)
-        std = data.double().std(dim=dims).clamp_min(eps)
-        return cls(mean.float(), std.float())
+        """Fit on ``(N, C, *S)`` data: mean and (unbiased) std of each channel."""
+        return cls.fit_batches([data], eps)
+
+    @classmethod
+    def fit_batches(cls, batches, eps: float = 1e-6) -> "ChannelNormalizer":
+        """Fit on an iterable of ``(B, C, *S)`` batches, accumulating sums in float64 (one pass)."""
+        count, total, squares = 0, 0.0, 0.0
+        for data in batches:
+            dims = [0] + list(range(2, data.ndim))
+            data = data.double()
+            count += data.numel() // data.shape[1]
+            total = total + data.sum(dim=dims)
+            squares = squares + (data**2).sum(dim=dims)
+        if count < 2:
+            raise DataError("a normalizer needs at least two values per channel; use more training data")
+        mean = total / count
+        variance = ((squares - count * mean**2) / (count - 1)).clamp_min(0.0)
+        return cls(mean.float(), variance.sqrt().clamp_min(eps).float())
 
     def _view(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return t.to(x.device, x.dtype).view(1, -1, *([1] * (x.ndim - 2)))

@@ -286,6 +286,20 @@ def _open(path: Path, *, allow_partial: bool) -> h5py.File:
     return f
 
 
+def open_dataset(path) -> h5py.File:
+    """Open a complete oplearn file for reading (checked like :func:`read_dataset`); close it after use."""
+    return _open(Path(path), allow_partial=False)
+
+
+def is_oplearn_file(path) -> bool:
+    """Whether ``path`` is an existing HDF5 file carrying the ``oplearn_format`` attribute."""
+    path = Path(path)
+    if not path.is_file() or not h5py.is_hdf5(path):
+        return False
+    with h5py.File(path, "r", locking=False) as f:
+        return "oplearn_format" in f.attrs
+
+
 def _decode_attrs(attrs) -> dict:
     out = {}
     for key, value in attrs.items():

@@ -22,10 +22,13 @@ class _Strict(BaseModel):
 class DataSource(_Strict):
     """A dataset file, and optionally how to generate it when it is missing.
 
-    ``path`` is an oplearn HDF5 file or a neuraloperator ``.pt`` file. With
-    ``pde`` set, a missing file is generated (``n`` samples at ``resolution``
-    with ``seed`` and the PDE's ``params``); otherwise ``n`` takes the first
-    ``n`` samples of the file.
+    ``path`` is an oplearn HDF5 file or any format ``oplearn convert`` reads.
+    With ``pde`` set, a missing file is generated (``n`` samples at
+    ``resolution`` with ``seed`` and the PDE's ``params``); otherwise ``n``
+    takes the first ``n`` samples of the file. For trajectory files the pair
+    is (snapshots ``input_steps`` -> snapshots ``output_steps``, stacked as
+    channels). ``in_memory``: load the file whole (true), read it batch by
+    batch (false), or decide by size (unset).
     """
 
     path: str
@@ -34,6 +37,9 @@ class DataSource(_Strict):
     resolution: int | None = Field(default=None, gt=0)
     seed: int = 0
     params: dict[str, Any] = {}
+    input_steps: list[int] = [0]
+    output_steps: list[int] = [-1]
+    in_memory: bool | None = None
 
     @model_validator(mode="after")
     def _generation_needs_size(self):

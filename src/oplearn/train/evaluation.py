@@ -8,7 +8,6 @@ from pathlib import Path
 import torch
 
 from oplearn.data.dataset import FieldDataset
-from oplearn.data.formats import load_arrays
 from oplearn.errors import ConfigError, DataError
 from oplearn.models import build
 from oplearn.plot import plot_prediction
@@ -48,7 +47,9 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
     if data is not None and resolution is not None:
         raise ConfigError("give either --data or --resolution, not both")
     if data is not None:
-        sets = {Path(data).stem: FieldDataset.from_arrays(load_arrays(data)["arrays"], name=str(data))}
+        recipe = config.data.test
+        sets = {Path(data).stem: FieldDataset.open(data, input_steps=recipe.input_steps,
+                                                   output_steps=recipe.output_steps)}
     elif resolution is not None:
         recipe = config.data.test
         if recipe.pde is None:
@@ -63,9 +64,10 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
     results = {}
     for name, dataset in sets.items():
         error = task.evaluate(model, dataset, device)
+        inputs, targets = dataset.batch([0])
         with torch.no_grad():
-            prediction = task.predict(model, dataset.inputs[:1].to(device)).cpu()
-        figure = plot_prediction(dataset.inputs[0].numpy(), dataset.outputs[0].numpy(), prediction[0].numpy(),
+            prediction = task.predict(model, inputs.to(device)).cpu()
+        figure = plot_prediction(inputs[0].numpy(), targets[0].numpy(), prediction[0].numpy(),
                                  run / "figures" / f"{name}.png",
                                  title=f"{name}: grid {dataset.resolution}, test relative L2 {error:.4f}")
         results[name] = {"rel_l2": error, "resolution": list(dataset.resolution), "samples": len(dataset),

@@ -26,9 +26,13 @@ class SupervisedTask:
         self.output_normalizer = output_normalizer
 
     @classmethod
-    def fitted_on(cls, train: FieldDataset, normalize_inputs: bool = True, normalize_outputs: bool = True):
-        return cls(ChannelNormalizer.fit(train.inputs) if normalize_inputs else None,
-                   ChannelNormalizer.fit(train.outputs) if normalize_outputs else None)
+    def fitted_on(cls, train: FieldDataset, normalize_inputs: bool = True, normalize_outputs: bool = True,
+                  batch_size: int = 256):
+        """Normalizers fitted on ``train``, streaming over it (it may live on disk)."""
+        def fit(which: int) -> ChannelNormalizer:
+            return ChannelNormalizer.fit_batches(batch[which] for batch in train.batches(batch_size))
+
+        return cls(fit(0) if normalize_inputs else None, fit(1) if normalize_outputs else None)
 
     def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         if self.input_normalizer is not None:
@@ -46,9 +50,8 @@ class SupervisedTask:
         was_training = model.training
         model.eval()
         total = 0.0
-        for start in range(0, len(data), batch_size):
-            inputs = data.inputs[start:start + batch_size].to(device)
-            targets = data.outputs[start:start + batch_size].to(device)
+        for inputs, targets in data.batches(batch_size):
+            inputs, targets = inputs.to(device), targets.to(device)
             total += self.per_sample_loss(model, inputs, targets).sum().item()
         model.train(was_training)
         return total / len(data)

@@ -20,7 +20,6 @@ from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from oplearn.data.dataset import FieldDataset
-from oplearn.data.formats import load_arrays
 from oplearn.data.generate import generate
 from oplearn.errors import ConfigError, DataError, TrainingError
 from oplearn.models import build
@@ -52,7 +51,8 @@ def load_source(source: DataSource, name: str, context: distributed.Context | No
             generate(source.pde, source.n, source.resolution, seed=source.seed, out=path, params=source.params,
                      resume=True, progress=progress)
         distributed.barrier(context)
-    dataset = FieldDataset.from_arrays(load_arrays(path)["arrays"], name=f"{name} data {path}", n=source.n)
+    dataset = FieldDataset.open(path, f"{name} data {path}", source.n, source.input_steps, source.output_steps,
+                                source.in_memory)
     if source.resolution is not None and any(n != source.resolution for n in dataset.resolution):
         raise DataError(f"{path} has grid {dataset.resolution}, but resolution {source.resolution} was asked for; "
                         "delete the file to regenerate it or fix the config")
@@ -120,12 +120,12 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
                           "processes; it is the global batch, split across them")
 
     torch.manual_seed(config.seed)
-    channels = [train.inputs.shape[1], train.outputs.shape[1]]
+    channels = list(train.channels)
     model = build(config.model.name, in_channels=channels[0], out_channels=channels[1],
                   **config.model.hyperparameters()).to(context.device)
     task = SupervisedTask.fitted_on(train, config.data.normalize_inputs, config.data.normalize_outputs)
     with torch.no_grad():  # shape errors surface before anything is written
-        task.predict(model, train.inputs[:1].to(context.device))
+        task.predict(model, train.batch([0])[0].to(context.device))
 
     if context.is_main:
         _prepare_run_dir(out, config, resume, overwrite)
@@ -152,8 +152,7 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         totals = torch.zeros(2, dtype=torch.float64)
         for indices, global_count in distributed.epoch_batches(len(train), config.train.batch_size, config.seed,
                                                                 epoch, context):
-            inputs = train.inputs[indices].to(context.device, non_blocking=True)
-            targets = train.outputs[indices].to(context.device, non_blocking=True)
+            inputs, targets = (t.to(context.device, non_blocking=True) for t in train.batch(indices))
             losses = task.per_sample_loss(trained, inputs, targets)
             # DDP averages gradients over ranks; scaling by world size makes that a mean over the global batch.
             loss = losses.sum() * (context.world_size / global_count)
