@@ -117,3 +117,27 @@ def test_trains_on_neuraloperator_files(capsys, tmp_path):
     assert status == 0, err
     error = float(out.split("relative L2 ")[1].split()[0])
     assert error < 0.6  # learned something at a resolution it never saw
+
+
+def test_convert_then_train_reads_the_converted_file(capsys, tmp_path, darcy_files):
+    """A PDEBench Darcy file: `info` reads it, `convert` writes our format, a second convert refuses to overwrite."""
+    import h5py
+    import numpy as np
+
+    from oplearn.data.store import read_dataset
+
+    source = tmp_path / "2D_DarcyFlow_beta1.0_Train.hdf5"
+    rng = np.random.default_rng(0)
+    nu, solution = rng.random((5, 12, 12)).astype(np.float32), rng.random((5, 1, 12, 12)).astype(np.float32)
+    with h5py.File(source, "w") as f:
+        f["nu"], f["tensor"] = nu, solution
+        f["x-coordinate"], f["y-coordinate"] = np.linspace(0, 1, 12), np.linspace(0, 1, 12)
+    status, out, err = run_cli(capsys, "info", source)
+    assert status == 0 and "inputs: (5, 1, 12, 12)" in out, err
+    status, out, err = run_cli(capsys, "convert", source, tmp_path / "darcy.h5")
+    assert status == 0, err
+    arrays = read_dataset(tmp_path / "darcy.h5")["arrays"]
+    np.testing.assert_array_equal(arrays["inputs"][:, 0], nu)
+    np.testing.assert_array_equal(arrays["outputs"], solution)
+    status, out, err = run_cli(capsys, "convert", source, tmp_path / "darcy.h5")
+    assert status == 2 and err.startswith("error: ") and len(err.strip().splitlines()) == 1

@@ -64,7 +64,7 @@ def generate(pde, n, resolution, seed, out, params, device, batch, workers, resu
 @click.argument("file", type=click.Path(path_type=Path))
 def info(file):
     """Describe a dataset file or a run directory."""
-    from oplearn.data.store import describe
+    from oplearn.data.store import describe, is_oplearn_file
     from oplearn.errors import DataError
 
     if file.is_dir():
@@ -75,13 +75,31 @@ def info(file):
             if (file / name).is_file():
                 click.echo(f"--- {name}\n{(file / name).read_text().rstrip()}")
         return
-    if file.suffix == ".pt":
+    if file.is_file() and not is_oplearn_file(file):  # a format we read but do not write
         from oplearn.data.formats import load_arrays
 
-        for name, array in load_arrays(file)["arrays"].items():
+        loaded = load_arrays(file)
+        for name, array in loaded["arrays"].items():
             click.echo(f"{name}: {array.shape} {array.dtype}")
+        click.echo(f"attributes: {json.dumps(loaded['attrs'], default=str)}")
         return
     click.echo(describe(file))
+
+
+@cli.command()
+@click.argument("source", type=click.Path(path_type=Path))
+@click.argument("destination", type=click.Path(path_type=Path))
+@click.option("--input-key", default=None, help="FNO .mat only: the variable holding the inputs.")
+@click.option("--output-key", default=None, help="FNO .mat only: the variable holding the outputs.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
+def convert(source, destination, input_key, output_key, overwrite):
+    """Convert an FNO .mat, PDEBench HDF5 or neuraloperator .pt file to an oplearn HDF5 file."""
+    from oplearn.data.formats import convert as run_convert
+    from oplearn.data.store import describe
+
+    keys = {name: value for name, value in (("input_key", input_key), ("output_key", output_key)) if value}
+    path = run_convert(source, destination, overwrite=overwrite, **keys)
+    click.echo(describe(path))
 
 
 @cli.command()

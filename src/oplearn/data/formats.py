@@ -1,24 +1,55 @@
-"""Readers for dataset files made outside oplearn, mapped to oplearn's layout.
+"""Readers for dataset files made outside oplearn, and conversion to oplearn HDF5.
 
 Every reader returns the structure of :func:`oplearn.data.store.read_dataset`:
-``{"arrays": {"inputs": (N, C_in, *S) float32, "outputs": (N, C_out, *S)
-float32}, "attrs": {...}}``. :func:`load_arrays` picks the reader by suffix.
+``{"arrays": {...}, "attrs": {...}}`` with, for steady problems, ``inputs``
+(N, C_in, *S) and ``outputs`` (N, C_out, *S) float32, and for time-dependent
+ones ``trajectories`` (N, T, C, *S) float32 and ``times`` (T,) float64.
+``attrs["format"]`` names the layout that was read (e.g. ``"fno-mat"``).
+
+Readers: :func:`read_neuraloperator` (``.pt``, here),
+:func:`oplearn.data.matlab.read_fno_mat` (``.mat``) and
+:func:`oplearn.data.pdebench.read_pdebench` (PDEBench ``.h5``/``.hdf5``).
+:func:`load_arrays` picks one by suffix and content; :func:`convert` writes
+any of them as an oplearn dataset file.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
 import numpy as np
 
-from oplearn.data.store import read_dataset
-from oplearn.errors import DataError
+from oplearn.data.store import DatasetWriter, partial_path, read_dataset
+from oplearn.errors import ConfigError, DataError
 
 SUPPORTED_SUFFIXES = {
-    ".h5": "oplearn HDF5",
-    ".hdf5": "oplearn HDF5",
+    ".h5": "oplearn or PDEBench HDF5",
+    ".hdf5": "oplearn or PDEBench HDF5",
+    ".mat": "FNO MATLAB file, v5 or v7.3",
     ".pt": "neuraloperator tensor dict",
 }
+MAT_KEYS = ("input_key", "output_key")  # the keyword choices read_fno_mat accepts
+_PER_SAMPLE = ("inputs", "outputs", "trajectories")
+_WRITE_BLOCK = 256  # samples per DatasetWriter.append in convert()
+
+
+def checked_float32(path, name: str, array) -> np.ndarray:
+    """``array`` (real or bool numbers) as float32; DataError naming ``path`` and ``name`` otherwise.
+
+    Rejects non-numeric or complex data and NaN/Inf (including values too
+    large for float32), so every reader hands on finite float32 arrays only.
+    """
+    if not isinstance(array, np.ndarray):
+        raise DataError(f"{path}: '{name}' is a {type(array).__name__}, expected a numeric array")
+    if array.dtype.kind not in "biuf":
+        raise DataError(f"{path}: '{name}' has dtype {array.dtype}, expected real numbers")
+    with np.errstate(over="ignore", invalid="ignore"):
+        array = array.astype(np.float32)
+    if not np.all(np.isfinite(array)):
+        raise DataError(f"{path}: '{name}' contains NaN or Inf (or values too large for float32); "
+                        "clean the file before using it")
+    return array
 
 
 def _describe_contents(obj) -> str:
@@ -27,20 +58,6 @@ def _describe_contents(obj) -> str:
     parts = [f"{k}: {tuple(v.shape)}" if hasattr(v, "shape") else f"{k}: {type(v).__name__}"
              for k, v in obj.items()]
     return "{" + ", ".join(parts) + "}"
-
-
-def _to_float32(path: Path, name: str, tensor) -> np.ndarray:
-    arr = tensor.detach().cpu().numpy()
-    if arr.dtype == np.bool_:
-        return arr.astype(np.float32)
-    if arr.dtype.kind not in "biuf":
-        raise DataError(f"{path}: '{name}' has dtype {tensor.dtype}, expected a real or bool tensor")
-    with np.errstate(over="ignore", invalid="ignore"):
-        arr = arr.astype(np.float32)
-    if not np.all(np.isfinite(arr)):
-        raise DataError(f"{path}: '{name}' contains NaN or Inf (or values too large for float32); "
-                        "clean the file before using it")
-    return arr
 
 
 def read_neuraloperator(path) -> dict:
@@ -74,13 +91,13 @@ def read_neuraloperator(path) -> dict:
     if x.ndim < 2 or y.ndim < 2 or xs[0] != ys[0]:
         raise DataError(f"{path} holds {_describe_contents(obj)}; {expected}")
     if ys == xs:
-        outputs = _to_float32(path, "y", y)[:, None]
+        outputs = checked_float32(path, "y", y.detach().cpu().numpy())[:, None]
     elif y.ndim == x.ndim + 1 and ys[2:] == xs[1:]:
-        outputs = _to_float32(path, "y", y)
+        outputs = checked_float32(path, "y", y.detach().cpu().numpy())
     else:
         raise DataError(f"{path} holds {_describe_contents(obj)}: the grid of 'y' does not match "
                         f"'x'; {expected}")
-    inputs = _to_float32(path, "x", x)[:, None]
+    inputs = checked_float32(path, "x", x.detach().cpu().numpy())[:, None]
     attrs: dict = {"format": "neuraloperator", "n_samples": xs[0]}
     visc = obj.get("visc")
     if visc is not None:
@@ -91,17 +108,97 @@ def read_neuraloperator(path) -> dict:
     return {"arrays": {"inputs": inputs, "outputs": outputs}, "attrs": attrs}
 
 
-def load_arrays(path) -> dict:
+def _read_hdf5(path: Path) -> dict:
+    """An oplearn dataset (it carries ``oplearn_format``) or else a PDEBench file."""
+    from oplearn.data.pdebench import read_pdebench
+
+    if not path.is_file():
+        return read_dataset(path)  # its message covers missing and interrupted files
+    try:
+        with h5py.File(path, "r") as f:
+            ours = "oplearn_format" in f.attrs
+    except OSError as exc:
+        raise DataError(f"{path} is not a readable HDF5 file ({str(exc).splitlines()[0]}); "
+                        "it may be truncated or corrupt") from None
+    return read_dataset(path) if ours else read_pdebench(path)
+
+
+def load_arrays(path, **keys) -> dict:
     """Load any supported dataset file into ``{"arrays": ..., "attrs": ...}``.
 
-    ``.h5``/``.hdf5`` files go to :func:`oplearn.data.store.read_dataset`,
-    ``.pt`` files to :func:`read_neuraloperator`.
+    ``.h5``/``.hdf5``: oplearn files (``oplearn_format`` attribute) go to
+    :func:`oplearn.data.store.read_dataset`, others to
+    :func:`oplearn.data.pdebench.read_pdebench`; ``.mat`` goes to
+    :func:`oplearn.data.matlab.read_fno_mat`, which alone takes ``keys``
+    (``input_key``, ``output_key``); ``.pt`` to :func:`read_neuraloperator`.
     """
     path = Path(path)
     suffix = path.suffix.lower()
-    if suffix in (".h5", ".hdf5"):
-        return read_dataset(path)
+    if suffix not in SUPPORTED_SUFFIXES:
+        supported = ", ".join(f"{s} ({what})" for s, what in SUPPORTED_SUFFIXES.items())
+        raise DataError(f"{path}: unsupported file type '{suffix or path.name}'; supported: {supported}")
+    unknown = sorted(set(keys) - set(MAT_KEYS)) if suffix == ".mat" else sorted(keys)
+    if unknown:
+        allowed = f"{', '.join(MAT_KEYS)} (for .mat files only)"
+        raise ConfigError(f"key choice {', '.join(unknown)} does not apply to {path.name}; "
+                          f"the choices are {allowed}")
+    if suffix == ".mat":
+        from oplearn.data.matlab import read_fno_mat
+
+        return read_fno_mat(path, **keys)
     if suffix == ".pt":
         return read_neuraloperator(path)
-    supported = ", ".join(f"{s} ({what})" for s, what in SUPPORTED_SUFFIXES.items())
-    raise DataError(f"{path}: unsupported file type '{suffix or path.name}'; supported: {supported}")
+    return _read_hdf5(path)
+
+
+def _provenance(source: Path, attrs: dict) -> tuple[str, dict, int]:
+    """``(pde, params, seed)`` for a converted file: the reader's layout and choices, or an
+    oplearn source's own values, with the source file name added to ``params``."""
+    if "format" not in attrs:  # an oplearn file: keep what made it
+        params = {**attrs.get("params", {}), "source": source.name}
+        return str(attrs.get("pde")), params, int(attrs.get("seed", 0))
+    params = {k: v for k, v in attrs.items() if k not in ("format", "n_samples")}
+    return str(attrs["format"]), {"source": source.name, **params}, 0
+
+
+def convert(source, destination, overwrite: bool = False, **keys) -> Path:
+    """Read any supported file (see :func:`load_arrays`) and write it as an oplearn HDF5 file.
+
+    The result holds the same arrays (``inputs``/``outputs`` or
+    ``trajectories``/``times``) with ``pde`` = the source layout (e.g.
+    ``"fno-mat"``, ``"pdebench-1d"``, ``"neuraloperator"``), ``params`` = the
+    source file name and the keys and layout details used, and ``seed`` = 0.
+    ``keys`` (``input_key``, ``output_key``) choose variables in ``.mat`` files.
+    The file is written as ``<destination>.partial`` and renamed when complete;
+    on any failure the partial file is removed, so ``destination`` is either
+    absent, the old file, or complete. Returns ``destination``.
+    """
+    source, destination = Path(source), Path(destination)
+    if destination.suffix.lower() not in (".h5", ".hdf5"):
+        raise ConfigError(f"convert writes oplearn HDF5 files; name the destination "
+                          f"'{destination.stem}.h5' instead of '{destination.name}'")
+    if destination.exists() and not overwrite:
+        raise DataError(f"{destination} exists; pass --overwrite to replace it")
+    partial = partial_path(destination)
+    if partial.exists() and not overwrite:
+        raise DataError(f"{partial} is left from an interrupted run; delete it or pass --overwrite")
+    data = load_arrays(source, **keys)  # read everything before touching the destination
+    arrays = data["arrays"]
+    per_sample = {name: arrays[name] for name in _PER_SAMPLE if name in arrays}
+    extra = {name: a for name, a in arrays.items() if name not in per_sample}
+    if not per_sample:
+        raise DataError(f"{source} holds no inputs, outputs or trajectories; nothing to convert")
+    n_samples = len(next(iter(per_sample.values())))
+    pde, params, seed = _provenance(source, data["attrs"])
+    writer = DatasetWriter(destination, pde=pde, params=params, seed=seed, n_samples=n_samples,
+                           shapes={name: a.shape[1:] for name, a in per_sample.items()},
+                           extra=extra, overwrite=overwrite)
+    try:
+        for start in range(0, n_samples, _WRITE_BLOCK):
+            writer.append({name: a[start:start + _WRITE_BLOCK] for name, a in per_sample.items()})
+        writer.finish()
+    except BaseException:
+        writer.close()
+        partial.unlink(missing_ok=True)  # a conversion is redone from scratch, never resumed
+        raise
+    return destination
