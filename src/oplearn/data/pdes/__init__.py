@@ -19,10 +19,12 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ValidationError
 
+from oplearn.data.pdes.advection import Advection
+from oplearn.data.pdes.burgers import Burgers
 from oplearn.data.pdes.darcy import DarcyFlow
 from oplearn.errors import ConfigError
 
-PDES: dict[str, type[BaseModel]] = {"darcy": DarcyFlow}
+PDES: dict[str, type[BaseModel]] = {"darcy": DarcyFlow, "burgers": Burgers, "advection": Advection}
 
 
 def _condense(name: str, error: ValidationError, pde: type[BaseModel]) -> str:
@@ -48,4 +50,4 @@ def get_pde(name: str, **params):
         raise ConfigError(_condense(name, error, pde)) from None
 
 
-__all__ = ["PDES", "DarcyFlow", "get_pde"]
+__all__ = ["PDES", "Advection", "Burgers", "DarcyFlow", "get_pde"]
