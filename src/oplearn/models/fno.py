@@ -9,11 +9,15 @@ map; the last block has no activation, as in the paper. The dimension ``d``
 is ``len(modes)``. Grid coordinates in ``[0, 1]`` can be appended to the input
 channels, and the domain can be zero-padded by a fraction of each axis so that
 non-periodic problems are not forced into the periodic Fourier basis.
+
+With ``mixer="kan"`` the lifting, the projection and every ``W_l`` are
+Kolmogorov-Arnold layers over the channel axis (:class:`~oplearn.layers.kan.PointwiseKAN`)
+instead of linear maps: a "KAN-FNO" is a config change (``model.mixer=kan``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,9 +25,18 @@ from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers import SpectralConv
+from oplearn.layers.kan import PointwiseKAN
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
 _POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
+MIXERS = ("linear", "kan")
+
+
+def pointwise_maps(dim: int, mixer: str, kan_options: dict) -> Callable[[int, int], nn.Module]:
+    """Factory ``(in_channels, out_channels) -> module`` of the pointwise maps: 1x1 convolutions or KAN layers."""
+    if mixer == "linear":
+        return lambda n_in, n_out: _POINTWISE[dim](n_in, n_out, kernel_size=1)
+    return lambda n_in, n_out: PointwiseKAN(n_in, n_out, **kan_options)
 
 
 def make_activation(name: str) -> nn.Module:
@@ -53,10 +66,11 @@ def padding_points(n: int, padding: float) -> int:
 class FourierBlock(nn.Module):
     """``sigma(K v + W v)``: spectral convolution plus pointwise linear path."""
 
-    def __init__(self, width: int, modes: Sequence[int], activation_name: str | None):
+    def __init__(self, width: int, modes: Sequence[int], activation_name: str | None,
+                 pointwise: Callable[[int, int], nn.Module]):
         super().__init__()
         self.spectral = SpectralConv(width, width, modes)
-        self.pointwise = _POINTWISE[len(modes)](width, width, kernel_size=1)
+        self.pointwise = pointwise(width, width)
         self.activation = make_activation(activation_name) if activation_name else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -77,6 +91,10 @@ class FNO(nn.Module):
             of about ``1 + padding`` at every resolution (see ``padding_points``).
         grid: append the d grid coordinates to the input channels.
         projection_channels: hidden width of the projection MLP.
+        mixer: "linear" (the paper's 1x1 maps) or "kan" (KANLinear over channels for the
+            lifting, the projection and the pointwise path of every block).
+        kan_basis, kan_grid_size, kan_order: KANLinear basis and its options (None: the
+            basis' defaults, bspline with grid 5 and order 3); only with ``mixer="kan"``.
 
     Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
     """
@@ -92,6 +110,10 @@ class FNO(nn.Module):
         padding: float = 0.0,
         grid: bool = True,
         projection_channels: int = 128,
+        mixer: str = "linear",
+        kan_basis: str | None = None,
+        kan_grid_size: int | None = None,
+        kan_order: int | None = None,
     ):
         super().__init__()
         modes = tuple(int(m) for m in modes)
@@ -101,17 +123,23 @@ class FNO(nn.Module):
             raise ConfigError("width, n_layers, in_channels and out_channels must be positive")
         if not 0.0 <= padding < 1.0:
             raise ConfigError(f"padding is a fraction of each axis in [0, 1), got {padding}")
+        kan_options = {"basis": kan_basis, "grid_size": kan_grid_size, "order": kan_order}
+        if mixer not in MIXERS:
+            raise ConfigError(f"unknown mixer '{mixer}'; choose one of: {', '.join(MIXERS)}")
+        if mixer == "linear" and any(value is not None for value in kan_options.values()):
+            raise ConfigError("kan_basis, kan_grid_size and kan_order apply only with mixer='kan'")
+        kan_options["basis"] = kan_basis or "bspline"
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
-        self.padding, self.grid = padding, grid
-        pointwise = _POINTWISE[len(modes)]
-        self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width, kernel_size=1)
+        self.padding, self.grid, self.mixer = padding, grid, mixer
+        pointwise = pointwise_maps(len(modes), mixer, kan_options)
+        self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
         self.blocks = nn.ModuleList(
-            FourierBlock(width, modes, activation if i < n_layers - 1 else None) for i in range(n_layers)
+            FourierBlock(width, modes, activation if i < n_layers - 1 else None, pointwise) for i in range(n_layers)
         )
         self.projection = nn.Sequential(
-            pointwise(width, projection_channels, kernel_size=1),
+            pointwise(width, projection_channels),
             make_activation(activation),
-            pointwise(projection_channels, out_channels, kernel_size=1),
+            pointwise(projection_channels, out_channels),
         )
 
     @property

@@ -8,8 +8,9 @@ from torch import nn
 
 from oplearn.errors import ConfigError
 from oplearn.models.fno import FNO
+from oplearn.models.kan import KAN
 
-MODELS: dict[str, type[nn.Module]] = {"fno": FNO}
+MODELS: dict[str, type[nn.Module]] = {"fno": FNO, "kan": KAN}
 
 
 def build(name: str, **hyper) -> nn.Module:
