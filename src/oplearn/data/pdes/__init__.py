@@ -22,9 +22,12 @@ from pydantic import BaseModel, ValidationError
 from oplearn.data.pdes.advection import Advection
 from oplearn.data.pdes.burgers import Burgers
 from oplearn.data.pdes.darcy import DarcyFlow
+from oplearn.data.pdes.heat import Heat
+from oplearn.data.pdes.navier_stokes import NavierStokes
 from oplearn.errors import ConfigError
 
-PDES: dict[str, type[BaseModel]] = {"darcy": DarcyFlow, "burgers": Burgers, "advection": Advection}
+PDES: dict[str, type[BaseModel]] = {"darcy": DarcyFlow, "burgers": Burgers, "advection": Advection,
+                                   "heat": Heat, "navier_stokes": NavierStokes}
 
 
 def _condense(name: str, error: ValidationError, pde: type[BaseModel]) -> str:
@@ -50,4 +53,4 @@ def get_pde(name: str, **params):
         raise ConfigError(_condense(name, error, pde)) from None
 
 
-__all__ = ["PDES", "Advection", "Burgers", "DarcyFlow", "get_pde"]
+__all__ = ["PDES", "Advection", "Burgers", "DarcyFlow", "Heat", "NavierStokes", "get_pde"]
