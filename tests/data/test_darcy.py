@@ -118,14 +118,16 @@ def test_solution_is_linear_in_the_forcing():
 
 
 def test_registry_builds_darcy_with_parameters():
-    assert PDES == {"darcy": DarcyFlow}
+    assert PDES["darcy"] is DarcyFlow
+    assert set(PDES) == {"advection", "burgers", "darcy", "heat", "navier_stokes"}
     pde = get_pde("darcy", tau=4.0, oversample=1)
     assert isinstance(pde, DarcyFlow) and pde.tau == 4.0 and pde.alpha == 2.0
 
 
 def test_registry_rejects_unknown_names_and_parameters():
-    with pytest.raises(ConfigError, match=r"^unknown PDE 'heat'; choose one of: darcy$"):
-        get_pde("heat")
+    with pytest.raises(ConfigError, match=r"^unknown PDE 'wave'; choose one of: advection, burgers, darcy, heat, "
+                                          r"navier_stokes$"):
+        get_pde("wave")
     with pytest.raises(ConfigError, match=r"^invalid parameter for darcy: tau: Input should be greater than 0$"):
         get_pde("darcy", tau=0.0)
     with pytest.raises(ConfigError, match="viscosity: Extra inputs are not permitted"):
