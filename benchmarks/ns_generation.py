@@ -132,7 +132,7 @@ def main() -> None:
     dtype = torch.float64 if args.precision == "float64" else torch.float32
     pde = NavierStokes(viscosity=args.viscosity, final_time=args.final_time, n_times=args.n_times,
                        solver_resolution=args.resolution, precision=args.precision)
-    w0 = pde.initial_vorticity(args.seed, range(args.batch), device)
+    w0 = pde.initial_condition(args.seed, range(args.batch), device)
     forcing = pde.forcing(device)
     times = pde.times()
 

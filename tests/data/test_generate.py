@@ -61,3 +61,62 @@ def test_bad_requests_fail_before_anything_is_written(tmp_path):
     with pytest.raises(ConfigError, match="resolution"):
         generate("darcy", 2, 4, out=tmp_path / "x.h5")
     assert not list(tmp_path.iterdir())
+
+
+SMALL = {  # tiny but real settings of every time-dependent PDE
+    "burgers": {"solver_resolution": 64, "final_time": 0.1, "n_times": 2},
+    "advection": {"solver_resolution": 64, "final_time": 0.1, "n_times": 2},
+    "heat": {"solver_resolution": 32, "final_time": 0.1, "n_times": 2, "dt": 1e-3},
+    "navier_stokes": {"solver_resolution": 32, "final_time": 0.2, "n_times": 2},
+}
+
+
+@pytest.mark.parametrize("pde", sorted(SMALL))
+def test_time_dependent_pdes_generate_trajectories_deterministically(pde, tmp_path):
+    resolution = 16
+    serial = generate(pde, 4, resolution, seed=3, params=SMALL[pde], batch=2, workers=1, progress=False)
+    parallel = generate(pde, 4, resolution, seed=3, params=SMALL[pde], batch=2, workers=2, progress=False)
+    dim = 1 if pde in ("burgers", "advection") else 2
+    assert serial["trajectories"].shape == (4, 3, 1, *[resolution] * dim)
+    np.testing.assert_allclose(serial["times"], [0.0, SMALL[pde]["final_time"] / 2, SMALL[pde]["final_time"]])
+    np.testing.assert_array_equal(serial["trajectories"], parallel["trajectories"])
+    assert np.isfinite(serial["trajectories"]).all()
+    assert not np.array_equal(serial["trajectories"][0], serial["trajectories"][1])
+    path = generate(pde, 4, resolution, seed=3, params=SMALL[pde], batch=2, out=tmp_path / "d.h5", progress=False)
+    written = read_dataset(path)
+    np.testing.assert_array_equal(written["arrays"]["trajectories"], serial["trajectories"])
+    np.testing.assert_array_equal(written["arrays"]["times"], serial["times"])
+
+
+def test_navier_stokes_resume_after_kill_minus_9_equals_an_uninterrupted_run(tmp_path):
+    out = tmp_path / "killed.h5"
+    params = [item for key, value in SMALL["navier_stokes"].items() for item in ("--param", f"{key}={value}")]
+    command = [sys.executable, "-m", "oplearn.cli", "generate", "navier_stokes", "--n", "400", "--resolution", "16",
+               "--seed", "2", "--batch", "4", "--workers", "1", "--out", str(out), *params]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, done = time.monotonic() + 120, 0
+    while time.monotonic() < deadline and done < 64:
+        time.sleep(0.1)
+        try:
+            with h5py.File(partial_path(out), "r", locking=False) as handle:
+                done = int(handle.attrs["n_done"])
+        except (OSError, KeyError):
+            continue
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < done < 400, "the run was not caught halfway"
+    finished = subprocess.run(command + ["--resume"], capture_output=True, text=True)
+    assert finished.returncode == 0, finished.stderr
+    straight = generate("navier_stokes", 400, 16, seed=2, params=SMALL["navier_stokes"], batch=4, workers=2,
+                        progress=False)
+    np.testing.assert_array_equal(read_dataset(out)["arrays"]["trajectories"], straight["trajectories"])
+
+
+def test_non_physical_parameters_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="viscosity"):
+        generate("navier_stokes", 2, 16, params={"viscosity": -1e-3}, out=tmp_path / "x.h5")
+    with pytest.raises(ConfigError, match="resolution"):
+        generate("burgers", 2, 48, params={"solver_resolution": 64}, out=tmp_path / "x.h5")
+    with pytest.raises(ConfigError, match="--n"):
+        generate("heat", 0, 16, out=tmp_path / "x.h5")
+    assert not list(tmp_path.iterdir())

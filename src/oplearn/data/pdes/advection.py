@@ -25,19 +25,11 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
-import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from oplearn.data.grf import GaussianRandomField
-from oplearn.data.pdes.burgers import (
-    finite_float32,
-    periodic_initial_conditions,
-    stored_stride,
-    uniform_spacing,
-    uniform_times,
-)
-from oplearn.data.pdes.timestepping import RK4, ButcherTableau, runge_kutta_step, steps_per_interval
+from oplearn.data.pdes.periodic import PeriodicEvolution, SolverResolution, smaller_time_step
+from oplearn.data.pdes.timestepping import RK4, ButcherTableau, runge_kutta_step, steps_per_interval, uniform_spacing
 from oplearn.errors import ConfigError, ShapeError
 
 CFL_SAFETY = 0.1  # dt = CFL_SAFETY * dx / |c|, chosen for accuracy (stability allows 0.9)
@@ -92,55 +84,29 @@ def solve_advection(
     return torch.stack(snapshots, dim=1)
 
 
-class Advection(BaseModel):
+class Advection(PeriodicEvolution):
     """Linear advection data: u0 -> trajectory u(., t) = u0(. - c t) at ``n_times`` + 1 evenly spaced times.
 
     u0 is a zero-mean periodic GRF (alpha, tau, sigma) drawn on the solver grid,
     solved there and subsampled to the stored resolution.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     name: ClassVar[str] = "advection"
-    steady: ClassVar[bool] = False
+    dim: ClassVar[int] = 1
+    label: ClassVar[str] = "advection"
 
     velocity: float = Field(1.0, allow_inf_nan=False, description="advection speed c (any sign)")
-    alpha: float = Field(2.0, gt=0, allow_inf_nan=False, description="GRF smoothness exponent of u0")
-    tau: float = Field(5.0, gt=0, allow_inf_nan=False, description="GRF inverse length scale of u0")
-    sigma: float = Field(25.0, gt=0, allow_inf_nan=False, description="GRF amplitude of u0")
-    final_time: float = Field(1.0, gt=0, allow_inf_nan=False, description="last stored time T")
-    n_times: int = Field(1, ge=1, description="stored snapshots after t = 0, evenly spaced up to T")
-    solver_resolution: int = Field(1024, ge=32, description="grid points of the solver; stored grids divide it")
+    solver_resolution: SolverResolution = Field(1024, ge=32)
     dt: float | None = Field(None, gt=0, allow_inf_nan=False, description="largest time step (default: CFL)")
-
-    def shapes(self, resolution: int) -> dict[str, tuple[int, ...]]:
-        """Shape of one sample's trajectory: (n_times + 1, 1, R)."""
-        stored_stride("advection", resolution, self.solver_resolution)
-        return {"trajectories": (self.n_times + 1, 1, resolution)}
-
-    def extra(self, resolution: int) -> dict[str, np.ndarray]:
-        """The stored times, {"times": linspace(0, final_time, n_times + 1)}."""
-        stored_stride("advection", resolution, self.solver_resolution)
-        return {"times": uniform_times(self.final_time, self.n_times)}
-
-    def initial_conditions(self, seed: int, indices: Sequence[int], device="cpu") -> torch.Tensor:
-        """u0 of samples ``indices`` on the solver grid, shape (B, solver_resolution), float64."""
-        field = GaussianRandomField(
-            dim=1, resolution=self.solver_resolution, alpha=self.alpha, tau=self.tau, sigma=self.sigma
-        )
-        return periodic_initial_conditions(field, seed, indices, device)
 
     def time_step(self) -> float:
         """The largest time step taken: ``dt`` if given, else the CFL step."""
         return self.dt if self.dt is not None else advection_time_step(self.solver_resolution, self.velocity)
 
-    def solve_batch(self, seed: int, indices, resolution: int, device="cpu") -> dict[str, np.ndarray]:
-        """Trajectories of samples ``indices``: (len(indices), n_times + 1, 1, R) float32, solved together."""
-        stride = stored_stride("advection", resolution, self.solver_resolution)
-        indices = list(indices)
-        initial = self.initial_conditions(seed, indices, device)
-        times = uniform_times(self.final_time, self.n_times)
-        time_step = self.time_step()
-        solution = solve_advection(initial, self.velocity, times, time_step)
-        trajectories = solution[:, :, None, ::stride]
-        return {"trajectories": finite_float32("advection", trajectories, indices, torch.tensor([time_step]))}
+    def solve(self, initial: torch.Tensor, stride: int, device="cpu") -> torch.Tensor:
+        """u at the stored times and points, (B, n_times + 1, N / stride) float64, all samples together."""
+        return solve_advection(initial, self.velocity, self.times(), self.time_step())[..., ::stride]
+
+    def remedy(self, initial: torch.Tensor, batch_index: int) -> str:
+        """A quarter of the time step taken."""
+        return smaller_time_step(self.time_step())

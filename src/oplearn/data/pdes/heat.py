@@ -19,22 +19,19 @@ from typing import ClassVar
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from oplearn.data.grf import GaussianRandomField
-from oplearn.errors import ConfigError, ShapeError, SolverError
+from oplearn.data.pdes.periodic import (
+    Amplitude,
+    InverseLength,
+    PeriodicEvolution,
+    SnapshotCount,
+    SolverResolution,
+    check_finite,
+)
+from oplearn.errors import ConfigError, ShapeError
 
 MIN_RESOLUTION = 4
-
-
-class NonFiniteHeatSolution(SolverError):
-    """The solution of batch entry ``batch_index`` became NaN/inf by time ``time``."""
-
-    def __init__(self, batch_index: int, time: float) -> None:
-        super().__init__(f"heat solution of batch entry {batch_index} became NaN/inf by t = {time:.6g}; "
-                         "check that its initial condition is finite")
-        self.batch_index = batch_index
-        self.time = time
 
 
 def solve_heat(u0: torch.Tensor, times, diffusivity: float, dt: float, stride: int = 1) -> torch.Tensor:
@@ -44,7 +41,7 @@ def solve_heat(u0: torch.Tensor, times, diffusivity: float, dt: float, stride: i
     each interval is split into ceil(interval / dt) equal steps. Runs in the dtype
     and on the device of ``u0``. Returns (B, T, N/stride, N/stride), the first
     snapshot being u0 (every ``stride``-th grid point). A non-finite result
-    raises NonFiniteHeatSolution (a SolverError) naming the batch entry.
+    raises NonFiniteSolution (a SolverError) naming the batch entry.
     """
     if u0.dim() != 3 or u0.shape[1] != u0.shape[2] or u0.shape[1] < MIN_RESOLUTION:
         raise ShapeError(f"heat u0 must have shape (batch, N, N) with N >= {MIN_RESOLUTION}, got {tuple(u0.shape)}")
@@ -73,82 +70,37 @@ def solve_heat(u0: torch.Tensor, times, diffusivity: float, dt: float, stride: i
         growth = ((1 - half_step) / (1 + half_step)) ** step_count
         u_hat = u_hat * growth.to(u_hat.dtype)
         u = torch.fft.irfft2(u_hat, s=(n, n))
-        finite = torch.isfinite(u).flatten(1).all(dim=1)
-        if not bool(finite.all()):
-            raise NonFiniteHeatSolution(int(torch.nonzero(~finite).flatten()[0]), times[j])
+        check_finite("heat", u, times[j], "check that its initial condition is finite")
         snapshots[:, j] = u[:, ::stride, ::stride]
     return snapshots
 
 
-class Heat(BaseModel):
+class Heat(PeriodicEvolution):
     """Heat-equation data: trajectories (T, 1, R, R) from periodic GRF initial conditions.
 
     u(0) is a periodic GRF with covariance sigma^2 (-Laplacian + tau^2)^(-alpha),
     (alpha, tau, sigma) = (2, 3, 3) by default (sigma = tau^(alpha - 1) keeps the
-    pointwise variance O(1)). With diffusivity 0.01 and T = 1 the mode |k| = 1
-    decays by e^(-0.39) and |k| = 5 by e^(-9.9). Sample ``i`` draws its noise at
-    the solver resolution from np.random.default_rng([seed, i]); a stored
-    resolution R must divide solver_resolution (the grid is subsampled).
+    pointwise variance O(1)); its mean is kept (and conserved). With diffusivity
+    0.01 and T = 1 the mode |k| = 1 decays by e^(-0.39) and |k| = 5 by e^(-9.9).
+    Sample ``i`` draws its noise at the solver resolution from
+    np.random.default_rng([seed, i]); a stored resolution R must divide
+    solver_resolution (the grid is subsampled).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     name: ClassVar[str] = "heat"
-    steady: ClassVar[bool] = False
+    dim: ClassVar[int] = 2
+    label: ClassVar[str] = "heat"
+    remove_mean: ClassVar[bool] = False
+    min_resolution: ClassVar[int] = MIN_RESOLUTION
+    nonfinite_hint: ClassVar[str] = "check the GRF parameters (alpha, tau, sigma)"  # Crank-Nicolson is stable
 
     diffusivity: float = Field(0.01, gt=0, allow_inf_nan=False, description="kappa in u_t = kappa Laplacian u")
-    final_time: float = Field(1.0, gt=0, allow_inf_nan=False, description="last stored time T")
-    n_times: int = Field(20, ge=1, description="stored snapshots after t = 0, at linspace(0, T, n_times + 1)")
-    solver_resolution: int = Field(256, ge=MIN_RESOLUTION, description="grid points per axis of the solve")
+    n_times: SnapshotCount = 20
+    solver_resolution: SolverResolution = Field(256, ge=MIN_RESOLUTION)
     dt: float = Field(1e-4, gt=0, allow_inf_nan=False, description="Crank-Nicolson time step")
-    alpha: float = Field(2.0, gt=0, allow_inf_nan=False, description="GRF smoothness exponent of u(0)")
-    tau: float = Field(3.0, gt=0, allow_inf_nan=False, description="GRF inverse length scale of u(0)")
-    sigma: float = Field(3.0, gt=0, allow_inf_nan=False, description="GRF amplitude of u(0)")
+    tau: InverseLength = 3.0
+    sigma: Amplitude = 3.0
 
-    def times(self) -> np.ndarray:
-        """Stored times linspace(0, final_time, n_times + 1), float64 (T,)."""
-        return np.linspace(0.0, self.final_time, self.n_times + 1)
-
-    def stride(self, resolution: int) -> int:
-        """Subsampling step from the solver grid to a stored grid of ``resolution`` points per axis."""
-        is_integer = isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool)
-        if not is_integer or resolution < MIN_RESOLUTION or self.solver_resolution % resolution:
-            raise ConfigError(f"heat resolution must be an integer >= {MIN_RESOLUTION} dividing "
-                              f"solver_resolution = {self.solver_resolution}, got {resolution!r}; "
-                              "pick a divisor or change solver_resolution")
-        return self.solver_resolution // int(resolution)
-
-    def shapes(self, resolution: int) -> dict[str, tuple[int, ...]]:
-        """Shape of one sample: trajectories (n_times + 1, 1, R, R)."""
-        self.stride(resolution)
-        return {"trajectories": (self.n_times + 1, 1, resolution, resolution)}
-
-    def extra(self, resolution: int) -> dict[str, np.ndarray]:
-        """{"times": (n_times + 1,) float64}."""
-        self.stride(resolution)
-        return {"times": self.times()}
-
-    def initial_condition(self, seed: int, indices, device="cpu") -> torch.Tensor:
-        """GRF u(0) of samples ``indices`` on the solver grid, (B, N, N) float64.
-
-        The noise of sample i is np.random.default_rng([seed, i]).standard_normal((N, N)).
-        """
-        for label, value in [("seed", seed)] + [("index", i) for i in indices]:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ConfigError(f"heat sample {label} must be an integer >= 0, got {value!r}")
-        n = self.solver_resolution
-        noise = np.stack([np.random.default_rng([int(seed), int(i)]).standard_normal((n, n)) for i in indices])
-        field = GaussianRandomField(dim=2, resolution=n, alpha=self.alpha, tau=self.tau, sigma=self.sigma)
-        return field.sample_from_noise(torch.from_numpy(noise).to(device))
-
-    def solve_batch(self, seed: int, indices, resolution: int, device="cpu") -> dict[str, np.ndarray]:
-        """Samples ``indices`` solved together: trajectories (len(indices), n_times + 1, 1, R, R) float32."""
-        indices = list(indices)
-        stride = self.stride(resolution)
-        u0 = self.initial_condition(seed, indices, device)
-        try:
-            trajectories = solve_heat(u0, self.times(), self.diffusivity, self.dt, stride=stride)
-        except NonFiniteHeatSolution as error:
-            raise SolverError(f"heat sample {indices[error.batch_index]} (seed {seed}) became NaN/inf by "
-                              f"t = {error.time:.6g}; check the GRF parameters (alpha, tau, sigma)") from None
-        return {"trajectories": trajectories[:, :, None].to(torch.float32).cpu().numpy()}
+    def solve(self, initial: torch.Tensor, stride: int, device="cpu") -> torch.Tensor:
+        """u at the stored times and points, (B, n_times + 1, N / stride, N / stride) float64."""
+        return solve_heat(initial, self.times(), self.diffusivity, self.dt, stride=stride)

@@ -31,13 +31,23 @@ every sample independent of its batch.
 from __future__ import annotations
 
 import math
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, NoReturn
 
 import numpy as np
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
-from oplearn.data.grf import GaussianRandomField
+from oplearn.data.pdes.periodic import (
+    Amplitude,
+    FinalTime,
+    InverseLength,
+    NonFiniteSolution,
+    PeriodicEvolution,
+    Smoothness,
+    SnapshotCount,
+    SolverResolution,
+    check_finite,
+)
 from oplearn.errors import ConfigError, ShapeError, SolverError
 
 MIN_RESOLUTION = 4
@@ -49,18 +59,7 @@ MAX_STEPS_PER_INTERVAL = 10_000_000
 GAMMA = (8 / 15, 5 / 12, 3 / 4)
 ZETA = (0.0, -17 / 60, -5 / 12)
 ALPHA = (4 / 15, 1 / 15, 1 / 6)
-
-
-class NonFiniteSolution(SolverError):
-    """The solution of batch entry ``batch_index`` became NaN/inf by time ``time``."""
-
-    def __init__(self, batch_index: int, time: float) -> None:
-        super().__init__(
-            f"Navier-Stokes solution of batch entry {batch_index} became NaN/inf by t = {time:.6g}; "
-            "use a smaller time step (dt, or cfl / max_dt)"
-        )
-        self.batch_index = batch_index
-        self.time = time
+SMALLER_STEP = "use a smaller time step (dt, or cfl / max_dt)"
 
 
 class SpectralOperators:
@@ -165,7 +164,7 @@ class _ImexRungeKutta3:
         """Integrate over ``interval`` in a whole number of equal steps; redo it if the CFL number overshot."""
         speed = float(self.speed)
         if not math.isfinite(speed):
-            raise _nonfinite_entry(self.w_hat, end_time - interval)
+            _raise_nonfinite(self.w_hat, end_time - interval)
         while True:
             if dt is not None:
                 step_count = max(1, math.ceil(interval / dt - 1e-9))
@@ -179,7 +178,7 @@ class _ImexRungeKutta3:
             step = interval / step_count
             largest_speed = float(self._run(step, step_count))
             if not math.isfinite(largest_speed):
-                raise _nonfinite_entry(self.w_hat, end_time)
+                _raise_nonfinite(self.w_hat, end_time)
             if dt is not None or largest_speed * step * self.operators.n <= REDO_FACTOR * cfl:
                 return
             self.w_hat, self.advection, self.speed = saved
@@ -227,20 +226,18 @@ def _speed(velocity: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vector_norm(velocity, ord=math.inf, dim=(0, 2, 3)).sum()
 
 
-def _nonfinite_entry(w_hat: torch.Tensor, time: float) -> NonFiniteSolution:
-    finite = torch.isfinite(torch.view_as_real(w_hat)).flatten(1).all(dim=1)
-    bad = torch.nonzero(~finite).flatten()
-    return NonFiniteSolution(int(bad[0]) if len(bad) else 0, time)
-
-
 def _check_finite(w: torch.Tensor, time: float) -> None:
-    finite = torch.isfinite(w).flatten(1).all(dim=1)
-    if not bool(finite.all()):
-        raise NonFiniteSolution(int(torch.nonzero(~finite).flatten()[0]), time)
+    check_finite("Navier-Stokes", w, time, SMALLER_STEP)
 
 
-class NavierStokes(BaseModel):
-    """2-D Navier-Stokes data: vorticity trajectories (T, 1, R, R) from GRF initial vorticity.
+def _raise_nonfinite(w_hat: torch.Tensor, time: float) -> NoReturn:
+    """Raise NonFiniteSolution naming the first entry of w_hat (B, N, N//2+1) with NaN/inf (entry 0 if none has)."""
+    _check_finite(torch.view_as_real(w_hat), time)
+    raise NonFiniteSolution("Navier-Stokes", 0, time, SMALLER_STEP)
+
+
+class NavierStokes(PeriodicEvolution):
+    """2-D Navier-Stokes data: vorticity trajectories (T, 1, R, R) from mean-zero GRF initial vorticity.
 
     Defaults follow the FNO paper (viscosity 1e-3, T = 50, 50 snapshots after
     t = 0, solved at 256 x 256). Sample ``i`` draws its noise at the solver
@@ -248,48 +245,26 @@ class NavierStokes(BaseModel):
     same flows at every stored resolution R (which must divide the solver's).
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     name: ClassVar[str] = "navier_stokes"
-    steady: ClassVar[bool] = False
+    dim: ClassVar[int] = 2
+    label: ClassVar[str] = "Navier-Stokes"
+    min_resolution: ClassVar[int] = MIN_RESOLUTION
+    nonfinite_hint: ClassVar[str] = SMALLER_STEP
 
     viscosity: float = Field(1e-3, gt=0, allow_inf_nan=False, description="kinematic viscosity nu")
     forcing_amplitude: float = Field(0.1, allow_inf_nan=False,
                                      description="f = amplitude (sin 2 pi (x + y) + cos 2 pi (x + y))")
-    final_time: float = Field(50.0, gt=0, allow_inf_nan=False, description="last stored time T")
-    n_times: int = Field(50, ge=1, description="stored snapshots after t = 0, at linspace(0, T, n_times + 1)")
-    solver_resolution: int = Field(256, ge=8, multiple_of=2, description="grid points per axis of the solve")
-    alpha: float = Field(2.5, gt=0, allow_inf_nan=False, description="GRF smoothness exponent of w(0)")
-    tau: float = Field(7.0, gt=0, allow_inf_nan=False, description="GRF inverse length scale of w(0)")
-    sigma: float = Field(7.0**1.5, gt=0, allow_inf_nan=False, description="GRF amplitude of w(0)")
+    final_time: FinalTime = 50.0
+    n_times: SnapshotCount = 50
+    solver_resolution: SolverResolution = Field(256, ge=8, multiple_of=2)
+    alpha: Smoothness = 2.5
+    tau: InverseLength = 7.0
+    sigma: Amplitude = 7.0**1.5
     cfl: float = Field(DEFAULT_CFL, gt=0, le=1, allow_inf_nan=False,
                        description="adaptive step: h (max|u| + max|v|) N <= cfl")
     max_dt: float = Field(DEFAULT_MAX_DT, gt=0, allow_inf_nan=False, description="largest adaptive step")
     dt: float | None = Field(None, gt=0, allow_inf_nan=False, description="fixed step instead of adaptive")
     precision: Literal["float64", "float32"] = Field("float64", description="floating-point type of the solve")
-
-    def times(self) -> np.ndarray:
-        """Stored times linspace(0, final_time, n_times + 1), float64 (T,)."""
-        return np.linspace(0.0, self.final_time, self.n_times + 1)
-
-    def stride(self, resolution: int) -> int:
-        """Subsampling step from the solver grid to a stored grid of ``resolution`` points per axis."""
-        is_integer = isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool)
-        if not is_integer or resolution < MIN_RESOLUTION or self.solver_resolution % resolution:
-            raise ConfigError(f"Navier-Stokes resolution must be an integer >= {MIN_RESOLUTION} dividing "
-                              f"solver_resolution = {self.solver_resolution}, got {resolution!r}; "
-                              "pick a divisor or change solver_resolution")
-        return self.solver_resolution // int(resolution)
-
-    def shapes(self, resolution: int) -> dict[str, tuple[int, ...]]:
-        """Shape of one sample: trajectories (n_times + 1, 1, R, R)."""
-        self.stride(resolution)
-        return {"trajectories": (self.n_times + 1, 1, resolution, resolution)}
-
-    def extra(self, resolution: int) -> dict[str, np.ndarray]:
-        """{"times": (n_times + 1,) float64}."""
-        self.stride(resolution)
-        return {"times": self.times()}
 
     def forcing(self, device="cpu") -> torch.Tensor:
         """Vorticity forcing on the solver grid, (N, N) float64: amplitude (sin 2 pi (x+y) + cos 2 pi (x+y))."""
@@ -298,30 +273,8 @@ class NavierStokes(BaseModel):
         phase = 2 * math.pi * (grid[:, None] + grid[None, :])
         return self.forcing_amplitude * (torch.sin(phase) + torch.cos(phase))
 
-    def initial_vorticity(self, seed: int, indices, device="cpu") -> torch.Tensor:
-        """Mean-zero GRF vorticity of samples ``indices`` on the solver grid, (B, N, N) float64.
-
-        The noise of sample i is np.random.default_rng([seed, i]).standard_normal((N, N)).
-        """
-        for label, value in [("seed", seed)] + [("index", i) for i in indices]:
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 0:
-                raise ConfigError(f"Navier-Stokes sample {label} must be an integer >= 0, got {value!r}")
-        n = self.solver_resolution
-        noise = np.stack([np.random.default_rng([int(seed), int(i)]).standard_normal((n, n)) for i in indices])
-        field = GaussianRandomField(dim=2, resolution=n, alpha=self.alpha, tau=self.tau, sigma=self.sigma)
-        w0 = field.sample_from_noise(torch.from_numpy(noise).to(device))
-        return w0 - w0.mean(dim=(1, 2), keepdim=True)
-
-    def solve_batch(self, seed: int, indices, resolution: int, device="cpu") -> dict[str, np.ndarray]:
-        """Samples ``indices`` solved together: trajectories (len(indices), n_times + 1, 1, R, R) float32."""
-        indices = list(indices)
-        stride = self.stride(resolution)
+    def solve(self, initial: torch.Tensor, stride: int, device="cpu") -> torch.Tensor:
+        """Vorticity at the stored times and points, (B, n_times + 1, N / stride, N / stride) in ``precision``."""
         dtype = torch.float64 if self.precision == "float64" else torch.float32
-        w0 = self.initial_vorticity(seed, indices, device).to(dtype)
-        try:
-            trajectories = solve_navier_stokes(w0, self.times(), self.viscosity, self.forcing(device), dt=self.dt,
-                                               cfl=self.cfl, max_dt=self.max_dt, stride=stride)
-        except NonFiniteSolution as error:
-            raise SolverError(f"Navier-Stokes sample {indices[error.batch_index]} (seed {seed}) became NaN/inf "
-                              f"by t = {error.time:.6g}; use a smaller time step (dt, or cfl / max_dt)") from None
-        return {"trajectories": trajectories[:, :, None].to(torch.float32).cpu().numpy()}
+        return solve_navier_stokes(initial.to(dtype), self.times(), self.viscosity, self.forcing(device), dt=self.dt,
+                                   cfl=self.cfl, max_dt=self.max_dt, stride=stride)

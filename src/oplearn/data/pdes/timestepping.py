@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from oplearn.errors import ConfigError
+from oplearn.errors import ConfigError, ShapeError
 
 CONTOUR_POINTS = 64  # points on the circle |z' - z| = 1 of the Kassam-Trefethen mean
 
@@ -78,6 +78,19 @@ def runge_kutta_step(
         slopes.append(f(t + node * dt, stage))
     update = sum((dt * weight) * slope for weight, slope in zip(tableau.b, slopes) if weight != 0.0)
     return u + update
+
+
+def uniform_spacing(times: torch.Tensor) -> float:
+    """The common spacing of ``times`` (T,); ShapeError unless they increase evenly from times[0]."""
+    if times.ndim != 1 or len(times) < 1:
+        raise ShapeError(f"times must be a 1-D sequence with at least one entry, got shape {tuple(times.shape)}")
+    if len(times) == 1:
+        return 0.0
+    gaps = torch.diff(times)
+    interval = float(gaps.mean())
+    if interval <= 0 or not torch.allclose(gaps, torch.full_like(gaps, interval), rtol=1e-9, atol=0.0):
+        raise ShapeError("times must be evenly spaced and increasing, e.g. numpy.linspace(0, T, n + 1)")
+    return interval
 
 
 def steps_per_interval(interval: float, max_step: float | torch.Tensor) -> torch.Tensor:
