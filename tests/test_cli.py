@@ -1,5 +1,6 @@
 """The command line end to end, and its one-line errors with exit status 2."""
 
+import json
 import re
 import subprocess
 import sys
@@ -47,7 +48,12 @@ def test_generate_info_train_eval(capsys, tmp_path, small_config):
     assert status == 0 and "grid (24, 24)" in out
     figure = matplotlib.image.imread(tmp_path / "run" / "figures" / "test_24.png")
     assert figure.shape[0] > 200 and figure.shape[1] > 800 and np.std(figure[..., :3]) > 0.05
-    assert (tmp_path / "run" / "eval" / "test_24.json").is_file()
+    report = json.loads((tmp_path / "run" / "eval" / "test_24.json").read_text())
+    assert "by band: low" in out and set(report["band_relative_errors"]) == {"low", "mid", "high"}
+    spectrum = report["spectrum"]
+    assert spectrum["relative_l2"] == pytest.approx(report["rel_l2"], rel=1e-4)  # same predictions, all 8 samples
+    assert len(spectrum["error_spectrum"]) == len(spectrum["wavenumbers"]) > 10
+    assert np.std(matplotlib.image.imread(tmp_path / "run" / "figures" / "test_24_spectrum.png")[..., :3]) > 0.05
     status, out, _ = run_cli(capsys, "info", tmp_path / "run")
     assert status == 0 and "rel_l2" in out
 

@@ -26,5 +26,5 @@ def test_quickstart_fast_writes_a_complete_run(tmp_path, monkeypatch, capsys):
     # Zero-shot evaluation at a resolution nobody generated yet: the run's test recipe at 48x48.
     assert main(["eval", "run", "--resolution", "48"]) == 0
     out = capsys.readouterr().out
-    assert "grid (48, 48) (50 samples)" in out
+    assert "grid (48, 48) (50 samples; by band: low" in out
     assert (tmp_path / "run" / "eval" / "darcy_test_48.json").is_file()

@@ -130,8 +130,10 @@ def evaluate(run, data, resolution, device):
 
     results = evaluate_run(run, data=data, resolution=resolution, device=device)
     for name, entry in results.items():
+        bands = ", ".join(f"{band} {value:.4f}" if value is not None else f"{band} -"
+                          for band, value in entry["band_relative_errors"].items())
         click.echo(f"{name}: relative L2 {entry['rel_l2']:.4f} at grid {tuple(entry['resolution'])} "
-                   f"({entry['samples']} samples) -> {entry['figure']}")
+                   f"({entry['samples']} samples; by band: {bands}) -> {entry['figure']}")
     click.echo(json.dumps({name: entry["rel_l2"] for name, entry in results.items()}))
 
 

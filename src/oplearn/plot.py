@@ -1,4 +1,4 @@
-"""Figures for people: one sample's input, truth, prediction and error."""
+"""Figures for people: one sample's fields, training curves, energy spectra."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+
+from oplearn.analysis.spectrum import default_band_edges, energy_spectrum, error_spectrum  # noqa: E402
 
 
 def plot_prediction(inputs: np.ndarray, truth: np.ndarray, prediction: np.ndarray, path: str | Path,
@@ -51,6 +53,38 @@ def plot_training_curve(metrics: list[dict], path: str | Path) -> Path:
     axis.set_xlabel("epoch")
     axis.legend()
     axis.grid(alpha=0.3)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return path
+
+
+def plot_spectrum(truth, prediction, path: str | Path, title: str = "") -> Path:
+    """Save a log-log plot of the energy spectra of truth, prediction and error.
+
+    ``truth`` and ``prediction`` are ``(batch, channels, *grid)`` arrays or
+    tensors (1 to 3 periodic axes; pass one sample as ``x[None]``); spectra
+    are shell-binned and averaged over batch and channels as in
+    :func:`oplearn.analysis.spectrum.energy_spectrum`. The ``k = 0`` shell and
+    empty shells are left out (log axes). Dotted lines mark the default
+    low / mid / high band edges.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    curves = [("truth", energy_spectrum(truth), "-"), ("prediction", energy_spectrum(prediction), "--"),
+              ("error", error_spectrum(prediction, truth), "-")]
+    for label, (wavenumbers, energy), style in curves:
+        k, e = wavenumbers.cpu().numpy()[1:], energy.cpu().numpy()[1:]
+        shown = e > 0
+        axis.loglog(k[shown], e[shown], style, label=label)
+    for edge in default_band_edges(np.shape(truth)[2:]):
+        axis.axvline(edge, color="gray", linestyle=":", linewidth=0.8)
+    axis.set_xlabel("wavenumber |k|")
+    axis.set_ylabel("energy per shell")
+    axis.legend()
+    axis.grid(alpha=0.3, which="both")
+    if title:
+        axis.set_title(title)
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path

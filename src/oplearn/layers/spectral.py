@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from itertools import product
 
 import torch
 from torch import nn
@@ -67,6 +68,28 @@ class SpectralConv(nn.Module):
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, modes={self.modes}"
+
+    def with_modes(self, modes: Sequence[int]) -> "SpectralConv":
+        """A copy keeping at least as many modes per axis: old weights in place, new modes zero.
+
+        The copy computes the same function until its new weights are trained.
+        """
+        modes = tuple(int(m) for m in modes)
+        if len(modes) != self.dim or any(new < old for new, old in zip(modes, self.modes)):
+            raise ShapeError(f"with_modes needs {self.dim} mode counts each >= {self.modes}, got {modes}")
+        wider = SpectralConv(self.in_channels, self.out_channels, modes).to(self.weight_pairs)
+        weights = torch.zeros_like(wider.weight_pairs)
+        # Non-last axes hold wavenumbers 0..m-1 then -m..-1: copy each block to the matching end.
+        blocks = [((slice(0, m), slice(0, m)), (slice(m, 2 * m), slice(2 * n - m, 2 * n)))
+                  for m, n in zip(self.modes[:-1], modes[:-1])]
+        last = slice(0, self.modes[-1])
+        for choice in product(*blocks):
+            source = (..., *[old for old, _ in choice], last, slice(None))
+            target = (..., *[new for _, new in choice], last, slice(None))
+            weights[target] = self.weight_pairs.detach()[source]
+        with torch.no_grad():
+            wider.weight_pairs.copy_(weights)
+        return wider
 
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:

@@ -1,6 +1,10 @@
 """Complete neural operators; :func:`build` constructs one by name."""
 
+from oplearn.models.afno import AFNO
 from oplearn.models.fno import FNO
+from oplearn.models.gfno import GFNO
+from oplearn.models.kan import KAN
 from oplearn.models.registry import MODELS, build
+from oplearn.models.tfno import TFNO
 
-__all__ = ["FNO", "MODELS", "build"]
+__all__ = ["AFNO", "FNO", "GFNO", "KAN", "MODELS", "TFNO", "build"]

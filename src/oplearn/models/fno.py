@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
-from oplearn.layers import SpectralConv
+from oplearn.layers.factorized_spectral import FACTORIZATIONS, spectral_conv
 from oplearn.layers.kan import PointwiseKAN
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -67,9 +67,9 @@ class FourierBlock(nn.Module):
     """``sigma(K v + W v)``: spectral convolution plus pointwise linear path."""
 
     def __init__(self, width: int, modes: Sequence[int], activation_name: str | None,
-                 pointwise: Callable[[int, int], nn.Module]):
+                 pointwise: Callable[[int, int], nn.Module], factorization: str = "dense", rank: float = 1.0):
         super().__init__()
-        self.spectral = SpectralConv(width, width, modes)
+        self.spectral = spectral_conv(width, width, modes, factorization, rank)
         self.pointwise = pointwise(width, width)
         self.activation = make_activation(activation_name) if activation_name else nn.Identity()
 
@@ -95,6 +95,11 @@ class FNO(nn.Module):
             lifting, the projection and the pointwise path of every block).
         kan_basis, kan_grid_size, kan_order: KANLinear basis and its options (None: the
             basis' defaults, bspline with grid 5 and order 3); only with ``mixer="kan"``.
+        factorization: spectral weights "dense" (SpectralConv), "tucker" or "cp" (low rank,
+            see ``oplearn.layers.factorized_spectral``; "tucker" is the TFNO).
+        rank: with a factorization, its size as a fraction of the dense parameter count.
+        last_modes: modes of the last Fourier block (default ``modes``); set by
+            :meth:`release_last_modes` for Spectral-Refiner fine-tuning.
 
     Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
     """
@@ -114,6 +119,9 @@ class FNO(nn.Module):
         kan_basis: str | None = None,
         kan_grid_size: int | None = None,
         kan_order: int | None = None,
+        factorization: str = "dense",
+        rank: float = 1.0,
+        last_modes: Sequence[int] | None = None,
     ):
         super().__init__()
         modes = tuple(int(m) for m in modes)
@@ -129,12 +137,22 @@ class FNO(nn.Module):
         if mixer == "linear" and any(value is not None for value in kan_options.values()):
             raise ConfigError("kan_basis, kan_grid_size and kan_order apply only with mixer='kan'")
         kan_options["basis"] = kan_basis or "bspline"
+        if factorization not in FACTORIZATIONS:
+            raise ConfigError(f"unknown factorization '{factorization}'; choose one of: {', '.join(FACTORIZATIONS)}")
+        if factorization == "dense" and rank != 1.0:
+            raise ConfigError("rank applies only with factorization='tucker' or 'cp'")
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
         self.padding, self.grid, self.mixer = padding, grid, mixer
         pointwise = pointwise_maps(len(modes), mixer, kan_options)
         self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
+        last_modes = tuple(int(m) for m in last_modes) if last_modes is not None else modes
+        if len(last_modes) != len(modes) or any(m < k for m, k in zip(last_modes, modes)):
+            raise ConfigError(f"last_modes {last_modes} must give one count per axis, each >= modes {modes}")
+        self.last_modes = last_modes
         self.blocks = nn.ModuleList(
-            FourierBlock(width, modes, activation if i < n_layers - 1 else None, pointwise) for i in range(n_layers)
+            FourierBlock(width, last_modes if i == n_layers - 1 else modes,
+                         activation if i < n_layers - 1 else None, pointwise,
+                         factorization, rank) for i in range(n_layers)
         )
         self.projection = nn.Sequential(
             pointwise(width, projection_channels),
@@ -145,6 +163,19 @@ class FNO(nn.Module):
     @property
     def dim(self) -> int:
         return len(self.modes)
+
+    def release_last_modes(self, resolution: Sequence[int]) -> tuple[int, ...]:
+        """Give the last Fourier block every mode a ``resolution`` grid (after padding) holds.
+
+        Its old weights stay, the new modes start at zero, so the model's output is
+        unchanged until they are trained. Returns the new ``last_modes``.
+        """
+        padded = [n + padding_points(n, self.padding) for n in resolution]
+        full = tuple(n // 2 for n in padded[:-1]) + (padded[-1] // 2 + 1,)
+        block = self.blocks[-1]
+        block.spectral = block.spectral.with_modes(full)
+        self.last_modes = full
+        return full
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:

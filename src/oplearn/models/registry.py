@@ -7,10 +7,13 @@ import inspect
 from torch import nn
 
 from oplearn.errors import ConfigError
+from oplearn.models.afno import AFNO
 from oplearn.models.fno import FNO
+from oplearn.models.gfno import GFNO
 from oplearn.models.kan import KAN
+from oplearn.models.tfno import TFNO
 
-MODELS: dict[str, type[nn.Module]] = {"fno": FNO, "kan": KAN}
+MODELS: dict[str, type[nn.Module]] = {"afno": AFNO, "fno": FNO, "gfno": GFNO, "kan": KAN, "tfno": TFNO}
 
 
 def build(name: str, **hyper) -> nn.Module:

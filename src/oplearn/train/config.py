@@ -74,6 +74,14 @@ class OptimConfig(_Strict):
     scheduler: Literal["step", "cosine", "constant"] = "cosine"
     step_size: int = Field(default=100, gt=0)  # epochs between decays, for "step"
     gamma: float = Field(default=0.5, gt=0, le=1)  # decay factor, for "step"
+    loss: str = "relative_l2"  # a name in oplearn.losses.LOSSES: relative_l2, h1, h2, h-1
+
+
+class StageConfig(_Strict):
+    """A second training stage on a finished run (see oplearn.train.recipes)."""
+
+    base_run: str
+    recipe: Literal["specboost", "refine"]
 
 
 class Config(_Strict):
@@ -82,6 +90,7 @@ class Config(_Strict):
     data: DataConfig
     model: ModelConfig = ModelConfig()
     train: OptimConfig = OptimConfig()
+    stage: StageConfig | None = None
 
 
 def _one_line(error: ValidationError) -> str:

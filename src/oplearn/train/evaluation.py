@@ -8,34 +8,22 @@ from pathlib import Path
 import torch
 
 from oplearn.data.dataset import FieldDataset
-from oplearn.errors import ConfigError, DataError
-from oplearn.models import build
-from oplearn.plot import plot_prediction
-from oplearn.train.checkpoint import Checkpoint
-from oplearn.train.config import Config, load_config
-from oplearn.train.distributed import resolve_device
-from oplearn.train.task import SupervisedTask
-from oplearn.train.trainer import CHECKPOINT, load_source
+from oplearn.errors import ConfigError
+from oplearn.analysis.spectrum import spectral_report
+from oplearn.plot import plot_prediction, plot_spectrum
+from oplearn.train.recipes import load_run
+from oplearn.train.trainer import load_source
 
-
-def load_run(run: str | Path, device: str = "auto") -> tuple[Config, torch.nn.Module, SupervisedTask]:
-    """The config, trained model (eval mode) and task of a run directory."""
-    run = Path(run)
-    if not (run / "config.yaml").is_file():
-        raise DataError(f"{run} is not a run directory (no config.yaml); pass the --out of `oplearn train`")
-    config = load_config(run / "config.yaml")
-    checkpoint = Checkpoint(run / CHECKPOINT)
-    in_channels, out_channels = checkpoint.state["channels"]
-    model = build(config.model.name, in_channels=in_channels, out_channels=out_channels,
-                  **config.model.hyperparameters())
-    checkpoint.restore(model)
-    model.to(resolve_device(device)).eval()
-    return config, model, SupervisedTask.from_state(checkpoint.extra())
+SPECTRUM_SAMPLES = 256
 
 
 def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: int | None = None,
                  device: str = "auto") -> dict[str, dict]:
-    """Relative L2 of a run on datasets; writes ``eval/<name>.json`` and ``figures/<name>.png``.
+    """Relative L2 of a run on datasets; writes ``eval/<name>.json`` and ``figures/<name>[_spectrum].png``.
+
+    Besides the error, each result holds the error by wavenumber band and the
+    energy spectra of truth, prediction and error (:mod:`oplearn.analysis.spectrum`,
+    grid data taken as periodic) over the first ``SPECTRUM_SAMPLES`` samples.
 
     ``data``: a file to test on. ``resolution``: generate the run's test set
     recipe at that resolution (zero-shot super-resolution). Neither: the
@@ -64,14 +52,17 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
     results = {}
     for name, dataset in sets.items():
         error = task.evaluate(model, dataset, device)
-        inputs, targets = dataset.batch([0])
+        inputs, targets = dataset.batch(range(min(len(dataset), SPECTRUM_SAMPLES)))
         with torch.no_grad():
-            prediction = task.predict(model, inputs.to(device)).cpu()
-        figure = plot_prediction(inputs[0].numpy(), targets[0].numpy(), prediction[0].numpy(),
-                                 run / "figures" / f"{name}.png",
-                                 title=f"{name}: grid {dataset.resolution}, test relative L2 {error:.4f}")
+            predictions = torch.cat([task.predict(model, part.to(device)).cpu() for part in inputs.split(64)])
+        title = f"{name}: grid {dataset.resolution}, test relative L2 {error:.4f}"
+        figure = plot_prediction(inputs[0].numpy(), targets[0].numpy(), predictions[0].numpy(),
+                                 run / "figures" / f"{name}.png", title=title)
+        spectrum = spectral_report(predictions, targets)
+        spectrum_figure = plot_spectrum(targets, predictions, run / "figures" / f"{name}_spectrum.png", title=title)
         results[name] = {"rel_l2": error, "resolution": list(dataset.resolution), "samples": len(dataset),
-                         "figure": str(figure)}
+                         "band_relative_errors": spectrum["band_relative_errors"], "figure": str(figure),
+                         "spectrum_figure": str(spectrum_figure), "spectrum": spectrum}
         (run / "eval").mkdir(exist_ok=True)
         (run / "eval" / f"{name}.json").write_text(json.dumps(results[name], indent=2))
     return results

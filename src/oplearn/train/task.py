@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from oplearn.data.dataset import ChannelNormalizer, FieldDataset
-from oplearn.losses import relative_lp_loss
+from oplearn.losses import get_loss, relative_lp_loss
 
 
 class SupervisedTask:
@@ -21,9 +21,11 @@ class SupervisedTask:
     normalizers are fitted on the training split only.
     """
 
-    def __init__(self, input_normalizer: ChannelNormalizer | None, output_normalizer: ChannelNormalizer | None):
+    def __init__(self, input_normalizer: ChannelNormalizer | None, output_normalizer: ChannelNormalizer | None,
+                 loss: str = "relative_l2"):
         self.input_normalizer = input_normalizer
         self.output_normalizer = output_normalizer
+        self.loss = loss  # training loss by name (oplearn.losses.LOSSES); scores stay relative L2
 
     @classmethod
     def fitted_on(cls, train: FieldDataset, normalize_inputs: bool = True, normalize_outputs: bool = True,
@@ -41,7 +43,11 @@ class SupervisedTask:
         return self.output_normalizer.decode(outputs) if self.output_normalizer is not None else outputs
 
     def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``(batch,)`` relative L2 errors."""
+        """``(batch,)`` training losses (``self.loss``) in physical units."""
+        return get_loss(self.loss)(self.predict(model, inputs), targets, reduction="none")
+
+    def per_sample_error(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``(batch,)`` relative L2 errors of the prediction: the score every run reports."""
         return relative_lp_loss(self.predict(model, inputs), targets, reduction="none")
 
     @torch.no_grad()
@@ -52,7 +58,7 @@ class SupervisedTask:
         total = 0.0
         for inputs, targets in data.batches(batch_size):
             inputs, targets = inputs.to(device), targets.to(device)
-            total += self.per_sample_loss(model, inputs, targets).sum().item()
+            total += self.per_sample_error(model, inputs, targets).sum().item()
         model.train(was_training)
         return total / len(data)
 
@@ -70,3 +76,51 @@ class SupervisedTask:
             return ChannelNormalizer.from_state(tensors, key) if f"{key}.mean" in tensors else None
 
         return cls(part("inputs"), part("outputs"))
+
+
+class ResidualTask(SupervisedTask):
+    """Second stage of SpecBoost: a model learns the residual ``u - G_1(a)`` of a frozen first one.
+
+    The residual is normalized per channel by statistics of the training
+    residuals; the training loss compares predicted and true residuals, the
+    score is the relative L2 error of ``G_1(a) + G_2(a)``.
+    """
+
+    def __init__(self, base: nn.Module, base_task: SupervisedTask, residual_normalizer: ChannelNormalizer,
+                 loss: str = "relative_l2"):
+        super().__init__(base_task.input_normalizer, residual_normalizer, loss)
+        self.base, self.base_task = base, base_task
+
+    @classmethod
+    @torch.no_grad()
+    def fitted_on(cls, train: FieldDataset, base: nn.Module, base_task: SupervisedTask, device: torch.device,
+                  batch_size: int = 256) -> "ResidualTask":
+        base.eval()
+
+        def residuals():
+            for inputs, targets in train.batches(batch_size):
+                yield targets - base_task.predict(base, inputs.to(device)).cpu()
+
+        return cls(base, base_task, ChannelNormalizer.fit_batches(residuals()))
+
+    def residual(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        """The second model's residual prediction in physical units."""
+        return super().predict(model, inputs)
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            first = self.base_task.predict(self.base, inputs)
+        return first + self.residual(model, inputs)
+
+    def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            remaining = targets - self.base_task.predict(self.base, inputs)
+        return get_loss(self.loss)(self.residual(model, inputs), remaining, reduction="none")
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return self.output_normalizer.state("normalizer.residual")
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], base: nn.Module,
+                   base_task: SupervisedTask) -> "ResidualTask":
+        return cls(base, base_task, ChannelNormalizer.from_state(tensors, "normalizer.residual"))

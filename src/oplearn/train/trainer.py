@@ -22,13 +22,10 @@ from tqdm.auto import tqdm
 from oplearn.data.dataset import FieldDataset
 from oplearn.data.generate import generate
 from oplearn.errors import ConfigError, DataError, TrainingError
-from oplearn.models import build
 from oplearn.train import distributed
 from oplearn.train.checkpoint import Checkpoint, save_checkpoint
 from oplearn.train.config import Config, DataSource, dump_config, load_config, validate
-from oplearn.train.task import SupervisedTask
-
-CHECKPOINT = Path("checkpoints") / "last.safetensors"
+from oplearn.train.recipes import CHECKPOINT, setup
 
 
 class Callback:
@@ -119,11 +116,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         raise ConfigError(f"train.batch_size {config.train.batch_size} is smaller than the {context.world_size} "
                           "processes; it is the global batch, split across them")
 
-    torch.manual_seed(config.seed)
     channels = list(train.channels)
-    model = build(config.model.name, in_channels=channels[0], out_channels=channels[1],
-                  **config.model.hyperparameters()).to(context.device)
-    task = SupervisedTask.fitted_on(train, config.data.normalize_inputs, config.data.normalize_outputs)
+    model, task, config = setup(config, train, context.device)
     with torch.no_grad():  # shape errors surface before anything is written
         task.predict(model, train.batch([0])[0].to(context.device))
 
@@ -133,7 +127,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
             _write_atomic(out / "config.yaml", dump_config(config))
     distributed.barrier(context)
 
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = make_scheduler(optimizer, config)
     start_epoch = 0
     if resume:

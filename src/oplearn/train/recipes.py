@@ -1,0 +1,102 @@
+"""How a run gets its model and task: from scratch, or as a second stage on a finished run.
+
+Recipes (``stage.recipe`` in the config):
+
+* none: a fresh model, normalizers fitted on the training split.
+* ``specboost`` (after Qin et al., "Toward a better understanding of Fourier
+  neural operators from a spectral perspective", 2024): the finished run is
+  frozen and a second model learns what it gets wrong. Its target is the
+  residual ``u - G_1(a)``, normalized by statistics of the training residuals,
+  so the second model sees the small, mostly high-frequency error at unit
+  scale; the prediction is ``G_1(a) + G_2(a)``.
+* ``refine`` (Spectral-Refiner): the finished run's weights are loaded, every
+  parameter is frozen but those of the last Fourier block, whose spectral
+  convolution is given all the modes the training grid holds (the old weights
+  kept, new modes starting at zero), and training continues, typically with a
+  negative Sobolev loss (``train.loss: h-1``) that weighs the low modes.
+
+``load_run`` rebuilds any of these from its directory.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from oplearn.data.dataset import FieldDataset
+from oplearn.errors import ConfigError, DataError
+from oplearn.models import build
+from oplearn.train.checkpoint import Checkpoint
+from oplearn.train.config import Config, load_config
+from oplearn.train.distributed import resolve_device
+from oplearn.train.task import ResidualTask, SupervisedTask
+
+CHECKPOINT = Path("checkpoints") / "last.safetensors"
+
+
+def _checkpoint(run: Path) -> Checkpoint:
+    if not (run / "config.yaml").is_file():
+        raise DataError(f"{run} is not a run directory (no config.yaml); pass the --out of `oplearn train`")
+    if not (run / CHECKPOINT).is_file():
+        raise DataError(f"{run} has no checkpoint ({CHECKPOINT}); train it first")
+    return Checkpoint(run / CHECKPOINT)
+
+
+def _build(config: Config, channels) -> nn.Module:
+    return build(config.model.name, in_channels=channels[0], out_channels=channels[1],
+                 **config.model.hyperparameters())
+
+
+def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Config, nn.Module, SupervisedTask]:
+    """The config, trained model (eval mode, on ``device``) and task of a run directory."""
+    run = Path(run)
+    checkpoint = _checkpoint(run)
+    config = load_config(run / "config.yaml")
+    device = resolve_device(device) if isinstance(device, str) else device
+    model = _build(config, checkpoint.state["channels"])
+    checkpoint.restore(model)
+    model.to(device).eval()
+    if config.stage is not None and config.stage.recipe == "specboost":
+        _, base, base_task = load_run(config.stage.base_run, device)
+        return config, model, ResidualTask.from_state(checkpoint.extra(), base, base_task)
+    return config, model, SupervisedTask.from_state(checkpoint.extra())
+
+
+def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn.Module, SupervisedTask, Config]:
+    """Model (on ``device``; only trainable parameters require grad), task and the config to save.
+
+    The saved config differs from ``config`` only for ``refine``, which records the released
+    modes (``model.last_modes``) so that ``load_run`` rebuilds the same model.
+    """
+    torch.manual_seed(config.seed)
+    stage = config.stage
+    if stage is None:
+        model = _build(config, train.channels).to(device)
+        task = SupervisedTask.fitted_on(train, config.data.normalize_inputs, config.data.normalize_outputs)
+    elif stage.recipe == "specboost":
+        _, base, base_task = load_run(stage.base_run, device)
+        for parameter in base.parameters():
+            parameter.requires_grad_(False)
+        model = _build(config, train.channels).to(device)
+        task = ResidualTask.fitted_on(train, base, base_task, device)
+    else:
+        model, task, config = _refine(config, train, device)
+    task.loss = config.train.loss
+    return model, task, config
+
+
+def _refine(config: Config, train: FieldDataset, device: torch.device):
+    base_config, base, base_task = load_run(config.stage.base_run, device)
+    mine = {k: v for k, v in config.model.model_dump().items() if k != "last_modes"}
+    if base_config.model.model_dump() != mine:
+        raise ConfigError("stage.recipe refine continues the base run's model: copy its model section unchanged "
+                          "(the recipe sets model.last_modes itself)")
+    if not hasattr(base, "release_last_modes"):
+        raise ConfigError(f"stage.recipe refine needs a Fourier model; {config.model.name} has no spectral layers")
+    last_modes = base.release_last_modes(train.resolution)
+    for name, parameter in base.named_parameters():
+        parameter.requires_grad_(name.startswith(f"blocks.{len(base.blocks) - 1}."))
+    model_config = type(config.model).model_validate({**mine, "last_modes": list(last_modes)})
+    return base.train(), base_task, config.model_copy(update={"model": model_config})
