@@ -10,6 +10,8 @@ from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers import KANLinear
 from oplearn.layers import kan as kan_module
 from oplearn.layers.kan import edge_entropy, plot_activations, prune, record_edge_scales, regularization
+from oplearn.layers.kan_bases import extend_knots
+from oplearn.layers.kan_bspline import BSplineExpansion, UniformBSplineExpansion, cox_de_boor
 
 # ---- slow, obvious float64 references: one point, one input, plain Python ----
 
@@ -133,6 +135,52 @@ def test_bspline_on_an_uneven_grid_and_its_second_derivative():
     torch.testing.assert_close(layer.basis(x), expected, atol=1e-12, rtol=0)
     x = x[:4].requires_grad_()
     assert torch.autograd.gradgradcheck(lambda x: layer(x), (x,))
+
+
+@pytest.mark.parametrize("order", [0, 1, 2, 3, 5])
+@pytest.mark.parametrize("where", ["everywhere", "inside"])
+def test_uniform_closed_form_equals_cox_de_boor(order, where):
+    """Values, gradients and second derivatives: on the grid range only (no index falls off the basis),
+    and everywhere (also at the knots, in the extension cells and beyond the extended grid)."""
+    torch.manual_seed(7)
+    knots = extend_knots(torch.linspace(-1.3, 0.7, 6, dtype=torch.float64).expand(3, -1), order)
+    if where == "inside":
+        x = (torch.rand(80, 3, dtype=torch.float64) * 1.999 - 1.3).requires_grad_()
+    else:
+        x = torch.cat([torch.rand(80, 3, dtype=torch.float64) * 8 - 4, knots.T + 1e-9]).requires_grad_()
+    fast = UniformBSplineExpansion.apply(x, knots, order)
+    slow = BSplineExpansion.apply(x, knots, order)
+    torch.testing.assert_close(fast, cox_de_boor(x.detach(), knots, order)[0], atol=1e-12, rtol=0)
+    assert fast.shape == (x.shape[0], 3, 5 + order)
+    if where == "inside":  # a partition of unity on the grid range
+        torch.testing.assert_close(fast.sum(-1), torch.ones_like(x), atol=1e-12, rtol=0)
+    if order == 0:
+        return
+    weights = torch.randn_like(fast)
+    gradients = [torch.autograd.grad((values * weights).sum(), x, create_graph=True)[0] for values in (fast, slow)]
+    torch.testing.assert_close(gradients[0], gradients[1], atol=1e-12, rtol=0)
+    if order == 1:  # piecewise constant slope: no second derivative to compare
+        return
+    curvatures = [torch.autograd.grad(gradient.sum(), x)[0] for gradient in gradients]
+    torch.testing.assert_close(curvatures[0], curvatures[1], atol=1e-11, rtol=0)
+    points = x.detach()[:6].requires_grad_()
+    assert torch.autograd.gradgradcheck(lambda x: UniformBSplineExpansion.apply(x, knots, order), (points,))
+
+
+def test_bspline_takes_the_closed_form_while_the_grid_is_uniform():
+    torch.manual_seed(8)
+    data = torch.rand(200, 3) ** 2 * 1.6 - 0.7
+    path = lambda layer: type(layer.basis(data.to(layer.basis.knots).requires_grad_()).grad_fn).__name__  # noqa: E731
+    layer = KANLinear(3, 2)
+    assert path(layer) == "UniformBSplineExpansionBackward" and path(layer.double()) == path(layer)
+    layer.extend_grid(10)  # stays uniform
+    assert layer.basis.is_uniform()
+    fitted = KANLinear(3, 2)
+    fitted.update_grid(data)  # quantiles: uneven
+    assert path(fitted) == "BSplineExpansionBackward"
+    layer = KANLinear(3, 2)
+    layer.load_state_dict(fitted.state_dict())  # knots changed in place: the check is redone
+    assert not layer.basis.is_uniform()
 
 
 def fit_cubic_edges(layer):

@@ -8,7 +8,7 @@ defaults (``options``) and the smallest ``order`` it accepts.
 
 | basis | functions of ``x_i`` | count |
 | --- | --- | --- |
-| bspline | B-splines of degree ``order`` on ``grid_size`` intervals (Cox-de Boor) | G + k |
+| bspline | B-splines of degree ``order`` on ``grid_size`` intervals (uniform: closed form, else Cox-de Boor) | G + k |
 | chebyshev | ``T_n(tanh x)``, ``n = 0..order`` | k + 1 |
 | fourier | ``cos, sin(2 pi n (x - a)/(b - a))``, ``n = 1..grid_size`` | 2G |
 | rbf | ``exp(-((x - c_j)/h)^2)`` at the ``G + 1`` grid points, ``h`` the mean spacing | G + 1 |
@@ -30,6 +30,7 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError
+from oplearn.layers.kan_bspline import BSplineExpansion, UniformBSplineExpansion
 from oplearn.layers.rational import group_rational, silu_fit
 
 
@@ -87,57 +88,12 @@ class GridBasis(Basis):
         return new
 
 
-def cox_de_boor(x: torch.Tensor, knots: torch.Tensor, order: int, with_slope: bool = False):
-    """B-splines of degree ``order``: ``x (..., in)``, ``knots (in, K)`` -> ``(..., in, K - 1 - order)``.
-
-    ``B_i0 = 1[t_i <= x < t_i+1]`` and, with ``w_m = B_m,p-1 / (t_m+p - t_m)`` and ``d_m = x - t_m``,
-    ``B_ip = d_i w_i - d_i+p+1 w_i+1`` (the Cox-de Boor recursion; three products per level, no
-    divisions on the batch). With ``with_slope`` also returns ``dB_ik/dx = k (w_i - w_i+1)``, else None.
-    """
-    distance = x.unsqueeze(-1) - knots  # (..., in, K)
-    right_of = distance >= 0
-    values = (right_of[..., :-1] & ~right_of[..., 1:]).to(distance.dtype)
-    slope = None
-    for p in range(1, order + 1):
-        weighted = values * (1 / (knots[:, p:] - knots[:, :-p]))
-        values = distance[..., :-(p + 1)] * weighted[..., :-1]
-        values.addcmul_(distance[..., p + 1:], weighted[..., 1:], value=-1)
-        if with_slope and p == order:
-            slope = (weighted[..., :-1] - weighted[..., 1:]) * order
-    if with_slope and order == 0:
-        slope = torch.zeros_like(values)
-    return values, slope
-
-
-class BSplineExpansion(torch.autograd.Function):
-    """Cox-de Boor with the analytic derivative ``B'_ik = k (w_i - w_i+1)`` from the last level.
-
-    Saves ``dB/dx`` (the size of the expansion) when ``x`` needs a gradient; with
-    ``create_graph=True`` the backward instead recomputes it through this function at order
-    ``k - 1``, so higher derivatives work too.
-    """
-
-    @staticmethod
-    def forward(ctx, x, knots, order):
-        values, slope = cox_de_boor(x, knots, order, with_slope=x.requires_grad)
-        ctx.save_for_backward(x, knots, slope)
-        ctx.order = order
-        return values
-
-    @staticmethod
-    def backward(ctx, grad_output):
-        x, knots, slope = ctx.saved_tensors
-        k = ctx.order
-        if k == 0 or not ctx.needs_input_grad[0]:
-            return None, None, None
-        if torch.is_grad_enabled():  # create_graph: a differentiable slope
-            weighted = BSplineExpansion.apply(x, knots, k - 1) / (knots[:, k:] - knots[:, :-k])
-            slope = (weighted[..., :-1] - weighted[..., 1:]) * k
-        return (grad_output * slope).sum(-1), None, None
-
-
 class BSpline(GridBasis):
-    """B-splines of degree ``order`` on ``grid_size`` intervals of ``grid_range``; ``order`` extra knots per side."""
+    """B-splines of degree ``order`` on ``grid_size`` intervals of ``grid_range``; ``order`` extra knots per side.
+
+    Evaluated in closed form while the knots are uniform (the default, kept by ``extend_grid``),
+    by the Cox-de Boor recursion otherwise (after ``update_grid``).
+    """
 
     name = "bspline"
     options = {"grid_size": 5, "order": 3, "grid_range": (-1.0, 1.0)}
@@ -146,8 +102,23 @@ class BSpline(GridBasis):
     def n_basis(self) -> int:
         return self.grid_size + self.order
 
+    def is_uniform(self) -> bool:
+        """Whether every row of ``knots`` is equally spaced to float32 rounding; cached until the knots change."""
+        knots = self.knots
+        key = (knots.data_ptr(), knots._version, knots.dtype, knots.device, tuple(knots.shape))
+        if getattr(self, "_uniform_key", None) != key:
+            with torch.no_grad():
+                spacing = knots.diff(dim=1)
+                step = (knots[:, -1:] - knots[:, :1]) / spacing.shape[1]
+                eps = max(torch.finfo(knots.dtype).eps, torch.finfo(torch.float32).eps)
+                tolerance = 8 * eps * knots.abs().amax(1, keepdim=True)
+                self._uniform = bool(((spacing - step).abs() <= tolerance).all() and (step > 0).all())
+            self._uniform_key = key
+        return self._uniform
+
     def forward(self, x):
-        return BSplineExpansion.apply(x, self.knots, self.order)
+        expansion = UniformBSplineExpansion if self.is_uniform() else BSplineExpansion
+        return expansion.apply(x, self.knots, self.order)
 
 
 class RadialGaussian(GridBasis):
