@@ -34,7 +34,7 @@ DATA = {
 MODELS = {  # name -> model section; widths chosen so the parameter counts are of the same order
     "FNO": {"name": "fno", "modes": [12, 12], "width": 32, "padding": 0.1},
     "TFNO (Tucker, rank 0.1)": {"name": "tfno", "modes": [12, 12], "width": 32, "padding": 0.1, "rank": 0.1},
-    "G-FNO (p4)": {"name": "gfno", "modes": 12, "width": 16, "group": "p4"},
+    "G-FNO (p4)": {"name": "gfno", "modes": 12, "width": 16, "group": "p4", "padding": 0.1},
     "AFNO (patch 2)": {"name": "afno", "patch_size": 2, "width": 192, "n_layers": 4},
 }
 

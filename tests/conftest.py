@@ -27,3 +27,25 @@ def small_config(darcy_files):
                   "projection_channels": 16},
         "train": {"epochs": 4, "batch_size": 6, "lr": 0.01, "scheduler": "step", "step_size": 2},
     }
+
+
+@pytest.fixture(scope="session")
+def tiny_config(darcy_files):
+    """A 2-layer FNO on the small Darcy files, trained for 3 epochs (a base for second stages and probes)."""
+    return {
+        "seed": 0, "device": "cpu",
+        "data": {"train": {"path": darcy_files["train"]}, "test": {"path": darcy_files["test"]}},
+        "model": {"name": "fno", "modes": [4, 4], "width": 8, "n_layers": 2, "padding": 0.1,
+                  "projection_channels": 16},
+        "train": {"epochs": 3, "batch_size": 6, "lr": 0.01},
+    }
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, tiny_config):
+    """``(config, run directory)`` of a finished run of ``tiny_config``."""
+    from oplearn.train import fit
+
+    run = tmp_path_factory.mktemp("tiny") / "run"
+    fit(tiny_config, run, progress=False)
+    return tiny_config, run

@@ -1,4 +1,4 @@
-"""The ``oplearn`` command: quickstart, generate, info, train, eval."""
+"""The ``oplearn`` command: quickstart, generate, info, train, eval, ntk."""
 
 from __future__ import annotations
 
@@ -135,6 +135,99 @@ def evaluate(run, data, resolution, device):
         click.echo(f"{name}: relative L2 {entry['rel_l2']:.4f} at grid {tuple(entry['resolution'])} "
                    f"({entry['samples']} samples; by band: {bands}) -> {entry['figure']}")
     click.echo(json.dumps({name: entry["rel_l2"] for name, entry in results.items()}))
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Dataset file; its first N inputs are the kernel's points.")
+@click.option("--n", "n", type=int, default=256, show_default=True, help="Number of inputs.")
+@click.option("--method", type=click.Choice(["auto", "jacobian", "vjp", "structured"]), default="auto",
+              show_default=True, help="How empirical_ntk computes the kernel.")
+@click.option("--chunk", type=int, default=None, help="Inputs per block, to bound memory.")
+@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True)
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="With a CONFIG.yaml instead of a run: override a config field.")
+@click.option("--device", default="auto", show_default=True)
+@click.option("--out", type=click.Path(path_type=Path), default=None,
+              help="Output folder (default RUN/ntk, or CONFIG-ntk for a config).")
+@click.option("--overwrite", is_flag=True, help="Replace earlier results in the output folder.")
+def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
+    """Neural tangent kernel of a trained run on the first N inputs of a dataset.
+
+    RUN is a run directory (the trained model, its normalizers) or a config
+    YAML (a fresh model at the config's seed, normalizers fitted on the N
+    inputs and outputs). Writes ntk.json (eigenvalues, condition number,
+    effective ranks, kernel-target alignment with the normalized targets,
+    residual energy per eigen-direction), spectrum.png and kernel.safetensors.
+    """
+    import time
+
+    import torch
+    from safetensors.torch import save_file
+
+    from oplearn.analysis.kernels import kernel_summary, plot_kernel_spectrum, write_json
+    from oplearn.analysis.ntk import empirical_ntk
+    from oplearn.data.dataset import FieldDataset
+    from oplearn.errors import ConfigError, DataError, ShapeError
+    from oplearn.train import load_config
+    from oplearn.train.distributed import resolve_device
+    from oplearn.train.recipes import load_run, setup
+    from oplearn.train.task import ResidualTask
+
+    if n < 2:
+        raise ConfigError(f"--n must be at least 2 (a kernel needs two inputs), got {n}")
+    is_config = run.is_file() and run.suffix in (".yaml", ".yml")
+    if not (run.is_dir() or is_config):
+        raise DataError(f"{run} is neither a run directory nor a config .yaml file; pass the --out of "
+                        "`oplearn train` or a config")
+    if not data.is_file():
+        raise DataError(f"--data {data} does not exist; pass a dataset file (see `oplearn generate`)")
+    if overrides and not is_config:
+        raise ConfigError("--set applies to a config file only; a run directory keeps its saved config")
+    if is_config:
+        config = load_config(run, overrides)
+        dataset = FieldDataset.open(data, n=n)
+        model, task, config = setup(config, dataset, resolve_device(device))
+        model.eval()
+        out = out or Path(f"{run.stem}-ntk")
+    else:
+        config, model, task = load_run(run, device)
+        dataset = FieldDataset.open(data, n=n)
+        out = out or run / "ntk"
+    files = {name: out / name for name in ("ntk.json", "spectrum.png", "kernel.safetensors")}
+    if not overwrite and any(path.exists() for path in files.values()):
+        raise ConfigError(f"{out} already holds NTK results; pass --overwrite to replace them or choose --out")
+    out.mkdir(parents=True, exist_ok=True)
+
+    where = next(model.parameters()).device
+    inputs, outputs = (t.to(where) for t in dataset.batch(range(n)))
+    with torch.no_grad():
+        encoded = task.input_normalizer.encode(inputs) if task.input_normalizer is not None else inputs
+        if isinstance(task, ResidualTask):  # the model learns the first stage's residual
+            outputs = outputs - task.base_task.predict(task.base, inputs)
+        targets = task.output_normalizer.encode(outputs) if task.output_normalizer is not None else outputs
+        try:
+            predictions = model(encoded)
+        except RuntimeError as error:
+            raise ShapeError(f"the {config.model.name} model cannot take the inputs of {data} "
+                             f"{tuple(inputs.shape[1:])}: {str(error).splitlines()[0]}") from None
+    started = time.perf_counter()
+    kernel = empirical_ntk(model, encoded, method=method, outputs="trace", chunk=chunk, dtype=getattr(torch, dtype))
+    seconds = time.perf_counter() - started
+    summary = kernel_summary(kernel, targets=targets, residual=predictions - targets)
+    summary = {"source": str(run), "fresh_model": is_config, "model": config.model.name, "data": str(data),
+               "method": method, "dtype": dtype, "device": str(where), "kernel_seconds": seconds, **summary}
+    partial = files["kernel.safetensors"].with_name("kernel.partial.safetensors")
+    save_file({"kernel": kernel.detach().double().cpu().contiguous()}, str(partial))
+    partial.replace(files["kernel.safetensors"])
+    plot_kernel_spectrum(torch.tensor(summary["eigenvalues"]), files["spectrum.png"],
+                         f"trace NTK, {config.model.name}, n={n}")
+    write_json(summary, files["ntk.json"])
+    click.echo(f"n={n}: condition number {summary['condition_number']:.3g}, effective rank "
+               f"{summary['effective_rank_entropy']:.1f} (entropy) / {summary['effective_rank_participation']:.1f} "
+               f"(participation), kernel-target alignment {summary['kernel_target_alignment']:.3f} "
+               f"-> {files['ntk.json']}")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,6 +15,22 @@ from oplearn.data.store import partial_path, read_dataset
 from oplearn.errors import ConfigError
 
 
+def kill_minus_9_halfway(command: list[str], out, total: int) -> None:
+    """Start ``command`` and SIGKILL it once its partial file holds some but not all ``total`` samples."""
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, done = time.monotonic() + 120, 0
+    while time.monotonic() < deadline and done < 64:
+        time.sleep(0.1)
+        try:
+            with h5py.File(partial_path(out), "r", locking=False) as handle:
+                done = int(handle.attrs["n_done"])
+        except (OSError, KeyError):
+            continue
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    assert 0 < done < total, "the run was not caught halfway"
+
+
 def test_same_seed_same_data_whatever_the_number_of_workers(tmp_path):
     serial = generate("darcy", 6, 16, seed=4, workers=1, progress=False)
     parallel = generate("darcy", 6, 16, seed=4, workers=2, batch=2, progress=False)
@@ -31,19 +47,7 @@ def test_kill_minus_9_then_resume_equals_an_uninterrupted_run(tmp_path):
     out = tmp_path / "killed.h5"
     command = [sys.executable, "-m", "oplearn.cli", "generate", "darcy", "--n", "400", "--resolution", "24",
                "--seed", "7", "--workers", "1", "--out", str(out)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 120
-    done = 0
-    while time.monotonic() < deadline and done < 64:
-        time.sleep(0.2)
-        try:
-            with h5py.File(partial_path(out), "r", locking=False) as handle:
-                done = int(handle.attrs["n_done"])
-        except (OSError, KeyError):
-            continue
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 0 < done < 400, "the run was not caught halfway"
+    kill_minus_9_halfway(command, out, total=400)
     assert not out.exists() and partial_path(out).exists()
 
     finished = subprocess.run(command + ["--resume"], capture_output=True, text=True)
@@ -93,18 +97,7 @@ def test_navier_stokes_resume_after_kill_minus_9_equals_an_uninterrupted_run(tmp
     params = [item for key, value in SMALL["navier_stokes"].items() for item in ("--param", f"{key}={value}")]
     command = [sys.executable, "-m", "oplearn.cli", "generate", "navier_stokes", "--n", "400", "--resolution", "16",
                "--seed", "2", "--batch", "4", "--workers", "1", "--out", str(out), *params]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline, done = time.monotonic() + 120, 0
-    while time.monotonic() < deadline and done < 64:
-        time.sleep(0.1)
-        try:
-            with h5py.File(partial_path(out), "r", locking=False) as handle:
-                done = int(handle.attrs["n_done"])
-        except (OSError, KeyError):
-            continue
-    os.kill(process.pid, signal.SIGKILL)
-    process.wait()
-    assert 0 < done < 400, "the run was not caught halfway"
+    kill_minus_9_halfway(command, out, total=400)
     finished = subprocess.run(command + ["--resume"], capture_output=True, text=True)
     assert finished.returncode == 0, finished.stderr
     straight = generate("navier_stokes", 400, 16, seed=2, params=SMALL["navier_stokes"], batch=4, workers=2,

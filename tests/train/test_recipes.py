@@ -14,27 +14,13 @@ from oplearn.train.evaluation import evaluate_run
 from oplearn.train.recipes import load_run
 
 
-@pytest.fixture(scope="module")
-def base_run(tmp_path_factory, darcy_files):
-    config = {
-        "seed": 0, "device": "cpu",
-        "data": {"train": {"path": darcy_files["train"]}, "test": {"path": darcy_files["test"]}},
-        "model": {"name": "fno", "modes": [4, 4], "width": 8, "n_layers": 2, "padding": 0.1,
-                  "projection_channels": 16},
-        "train": {"epochs": 3, "batch_size": 6, "lr": 0.01},
-    }
-    run = tmp_path_factory.mktemp("stage1") / "run"
-    fit(config, run, progress=False)
-    return config, run
-
-
 def model_tensors(run):
     tensors = Checkpoint(run / "checkpoints" / "last.safetensors").tensors
     return {k: v for k, v in tensors.items() if k.startswith("model.")}
 
 
-def test_specboost_learns_the_residual_of_a_frozen_run(base_run, tmp_path):
-    config, run = base_run
+def test_specboost_learns_the_residual_of_a_frozen_run(tiny_run, tmp_path):
+    config, run = tiny_run
     boosted = copy.deepcopy(config)
     boosted["stage"] = {"base_run": str(run), "recipe": "specboost"}
     boosted["train"]["epochs"] = 6
@@ -50,8 +36,8 @@ def test_specboost_learns_the_residual_of_a_frozen_run(base_run, tmp_path):
     assert evaluated["test"]["rel_l2"] == pytest.approx(results["test"]["rel_l2"], rel=1e-5)
 
 
-def test_refine_trains_only_the_released_last_block(base_run, tmp_path):
-    config, run = base_run
+def test_refine_trains_only_the_released_last_block(tiny_run, tmp_path):
+    config, run = tiny_run
     refined = copy.deepcopy(config)
     refined["stage"] = {"base_run": str(run), "recipe": "refine"}
     refined["train"].update(epochs=2, loss="h-1", lr=0.001)

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from oplearn.analysis.width import apply_mup, check_parameterization, param_groups
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.factorized_spectral import FACTORIZATIONS, spectral_conv
 from oplearn.layers.kan import PointwiseKAN
@@ -100,6 +101,9 @@ class FNO(nn.Module):
         rank: with a factorization, its size as a fraction of the dense parameter count.
         last_modes: modes of the last Fourier block (default ``modes``); set by
             :meth:`release_last_modes` for Spectral-Refiner fine-tuning.
+        parameterization: "standard" or "mup" (maximal update: init and Adam learning rates
+            scaled with ``width / base_width``, see ``oplearn.analysis.width``; linear mixer, dense weights).
+        base_width: muP's reference width (default 32); at ``width == base_width`` muP is standard.
 
     Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
     """
@@ -122,8 +126,11 @@ class FNO(nn.Module):
         factorization: str = "dense",
         rank: float = 1.0,
         last_modes: Sequence[int] | None = None,
+        parameterization: str = "standard",
+        base_width: int | None = None,
     ):
         super().__init__()
+        check_parameterization(parameterization, base_width)
         modes = tuple(int(m) for m in modes)
         if not 1 <= len(modes) <= 3:
             raise ConfigError(f"modes must list 1 to 3 integers (one per spatial axis), got {modes}")
@@ -159,6 +166,17 @@ class FNO(nn.Module):
             make_activation(activation),
             pointwise(projection_channels, out_channels),
         )
+        self.parameterization = parameterization
+        if parameterization == "mup":
+            with torch.device("meta"):
+                base = FNO(in_channels, out_channels, modes, base_width or 32, n_layers, activation, padding, grid,
+                           projection_channels, mixer, kan_basis, kan_grid_size, kan_order, factorization, rank,
+                           last_modes)
+            apply_mup(self, base)
+
+    def optimizer_groups(self, lr: float) -> list[dict]:
+        """Adam parameter groups: one at ``lr`` (standard) or per-layer muP learning rates."""
+        return param_groups(self, lr)
 
     @property
     def dim(self) -> int:

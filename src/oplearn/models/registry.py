@@ -11,9 +11,10 @@ from oplearn.models.afno import AFNO
 from oplearn.models.fno import FNO
 from oplearn.models.gfno import GFNO
 from oplearn.models.kan import KAN
+from oplearn.models.mlp import MLP
 from oplearn.models.tfno import TFNO
 
-MODELS: dict[str, type[nn.Module]] = {"afno": AFNO, "fno": FNO, "gfno": GFNO, "kan": KAN, "tfno": TFNO}
+MODELS: dict[str, type[nn.Module]] = {"afno": AFNO, "fno": FNO, "gfno": GFNO, "kan": KAN, "mlp": MLP, "tfno": TFNO}
 
 
 def build(name: str, **hyper) -> nn.Module:

@@ -81,7 +81,7 @@ class StageConfig(_Strict):
     """A second training stage on a finished run (see oplearn.train.recipes)."""
 
     base_run: str
-    recipe: Literal["specboost", "refine"]
+    recipe: Literal["specboost", "refine", "linearized"]
 
 
 class Config(_Strict):

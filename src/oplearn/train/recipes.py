@@ -14,6 +14,11 @@ Recipes (``stage.recipe`` in the config):
   convolution is given all the modes the training grid holds (the old weights
   kept, new modes starting at zero), and training continues, typically with a
   negative Sobolev loss (``train.loss: h-1``) that weighs the low modes.
+* ``linearized`` (tangent-space fine-tuning): the finished run's model is
+  replaced by its first-order Taylor model around the trained weights
+  (:func:`oplearn.analysis.linearize.linearize`) and trained on the new data
+  with the base run's normalizers; the checkpoint holds both the base weights
+  and the tangent-space ones.
 
 ``load_run`` rebuilds any of these from its directory.
 """
@@ -25,6 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from oplearn.analysis.linearize import linearize
 from oplearn.data.dataset import FieldDataset
 from oplearn.errors import ConfigError, DataError
 from oplearn.models import build
@@ -56,6 +62,8 @@ def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Conf
     config = load_config(run / "config.yaml")
     device = resolve_device(device) if isinstance(device, str) else device
     model = _build(config, checkpoint.state["channels"])
+    if config.stage is not None and config.stage.recipe == "linearized":
+        model = linearize(model)
     checkpoint.restore(model)
     model.to(device).eval()
     if config.stage is not None and config.stage.recipe == "specboost":
@@ -81,6 +89,8 @@ def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn
             parameter.requires_grad_(False)
         model = _build(config, train.channels).to(device)
         task = ResidualTask.fitted_on(train, base, base_task, device)
+    elif stage.recipe == "linearized":
+        model, task = _linearized(config, device)
     else:
         model, task, config = _refine(config, train, device)
     task.loss = config.train.loss
@@ -100,3 +110,14 @@ def _refine(config: Config, train: FieldDataset, device: torch.device):
         parameter.requires_grad_(name.startswith(f"blocks.{len(base.blocks) - 1}."))
     model_config = type(config.model).model_validate({**mine, "last_modes": list(last_modes)})
     return base.train(), base_task, config.model_copy(update={"model": model_config})
+
+
+def _linearized(config: Config, device: torch.device):
+    base_config, base, base_task = load_run(config.stage.base_run, device)
+    if base_config.stage is not None and base_config.stage.recipe in ("specboost", "linearized"):
+        raise ConfigError(f"stage.recipe linearized needs a single-model base run; {config.stage.base_run} is a "
+                          f"{base_config.stage.recipe} stage: use its own base run")
+    if base_config.model.model_dump() != config.model.model_dump():
+        raise ConfigError("stage.recipe linearized fine-tunes the base run's model in tangent space: copy its "
+                          "model section unchanged")
+    return linearize(base).train(), base_task

@@ -29,10 +29,13 @@ from oplearn.train.recipes import CHECKPOINT, setup
 
 
 class Callback:
-    """Hook called by the loop; subclass and override what you need."""
+    """Hooks called by the loop on the main process; subclass and override what you need."""
+
+    def on_train_begin(self, model: torch.nn.Module, epoch: int = 0) -> None:
+        """Before the first update (``epoch``: epochs already done, > 0 when resuming)."""
 
     def on_epoch_end(self, epoch: int, metrics: dict, model: torch.nn.Module) -> None:
-        pass
+        """After epoch ``epoch`` (1-based); keys added to ``metrics`` are logged to metrics.jsonl."""
 
 
 def load_source(source: DataSource, name: str, context: distributed.Context | None = None,
@@ -78,6 +81,16 @@ def _write_atomic(path: Path, text: str) -> None:
     partial = path.with_name(path.name + ".partial")
     partial.write_text(text)
     os.replace(partial, path)
+
+
+def parameter_groups(model: torch.nn.Module, lr: float) -> list[dict]:
+    """Optimizer groups of the trainable parameters: the model's own ``optimizer_groups(lr)`` when it has
+    one (per-layer learning rates, e.g. muP), else one group at ``lr``."""
+    if hasattr(model, "optimizer_groups"):
+        groups = [{**group, "params": [p for p in group["params"] if p.requires_grad]}
+                  for group in model.optimizer_groups(lr)]
+        return [group for group in groups if group["params"]]
+    return [{"params": [p for p in model.parameters() if p.requires_grad], "lr": lr}]
 
 
 def make_scheduler(optimizer: torch.optim.Optimizer, config: Config):
@@ -127,8 +140,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
             _write_atomic(out / "config.yaml", dump_config(config))
     distributed.barrier(context)
 
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
+    optimizer = torch.optim.Adam(parameter_groups(model, config.train.lr), lr=config.train.lr,
+                                 weight_decay=config.train.weight_decay)
     scheduler = make_scheduler(optimizer, config)
     start_epoch = 0
     if resume:
@@ -138,6 +151,9 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         start_epoch = checkpoint.state["epoch"]
     trained = DistributedDataParallel(model) if context.distributed else model
 
+    if context.is_main:
+        for callback in callbacks:
+            callback.on_train_begin(model, start_epoch)
     bar = tqdm(range(start_epoch, config.train.epochs), desc="train", unit="epoch", disable=not show,
                initial=start_epoch, total=config.train.epochs, dynamic_ncols=True)
     metrics: dict = {}
@@ -165,6 +181,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
                    "epoch_seconds": time.perf_counter() - started}
         if context.is_main:
             metrics["test_rel_l2"] = task.evaluate(model, test, context.device)
+            for callback in callbacks:
+                callback.on_epoch_end(epoch + 1, metrics, model)
             save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler,
                             extra={**task.state(), "rng.torch": torch.get_rng_state()},
                             state={"epoch": epoch + 1, "metrics": metrics, "channels": channels,
@@ -172,8 +190,6 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
             with open(out / "metrics.jsonl", "a") as handle:
                 handle.write(json.dumps(metrics) + "\n")
             bar.set_postfix(loss=f"{train_loss:.4f}", test=f"{metrics['test_rel_l2']:.4f}")
-            for callback in callbacks:
-                callback.on_epoch_end(epoch + 1, metrics, model)
     bar.close()
 
     results = {}
