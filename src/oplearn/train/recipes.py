@@ -10,9 +10,9 @@ Recipes (``stage.recipe`` in the config):
   so the second model sees the small, mostly high-frequency error at unit
   scale; the prediction is ``G_1(a) + G_2(a)``.
 * ``refine`` (Spectral-Refiner): the finished run's weights are loaded, every
-  parameter is frozen but those of the last Fourier block, whose spectral
-  convolution is given all the modes the training grid holds (the old weights
-  kept, new modes starting at zero), and training continues, typically with a
+  parameter is frozen but the last spectral convolution, which is given all
+  the modes the training grid holds (the old weights kept, new modes starting
+  at zero), and training continues, typically with a
   negative Sobolev loss (``train.loss: h-1``) that weighs the low modes.
 * ``linearized`` (tangent-space fine-tuning): the finished run's model is
   replaced by its first-order Taylor model around the trained weights
@@ -107,7 +107,7 @@ def _refine(config: Config, train: FieldDataset, device: torch.device):
         raise ConfigError(f"stage.recipe refine needs a Fourier model; {config.model.name} has no spectral layers")
     last_modes = base.release_last_modes(train.resolution)
     for name, parameter in base.named_parameters():
-        parameter.requires_grad_(name.startswith(f"blocks.{len(base.blocks) - 1}."))
+        parameter.requires_grad_(name.startswith(f"blocks.{len(base.blocks) - 1}.spectral."))
     model_config = type(config.model).model_validate({**mine, "last_modes": list(last_modes)})
     return base.train(), base_task, config.model_copy(update={"model": model_config})
 
