@@ -216,3 +216,18 @@ def test_parameters_on_several_devices_are_refused():
     model[0].weight = nn.Parameter(model[0].weight.detach().to("meta"))
     with pytest.raises(ConfigError, match="several devices"):
         empirical_ntk(model, torch.randn(2, 5))
+
+
+@pytest.mark.parametrize("outputs", ["full", "trace", "diagonal"])
+def test_bspline_kan_kernels_agree_across_all_methods(outputs):
+    """B-spline layers fall back to the plain Cox-de Boor recursion under torch.func, so every method runs."""
+    from oplearn.layers import KANLinear
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(KANLinear(3, 5), KANLinear(5, 2)).double()
+    x1 = torch.rand(4, 3, dtype=torch.float64) * 1.6 - 0.8
+    x2 = torch.rand(3, 3, dtype=torch.float64) * 1.6 - 0.8
+    kernels = {m: empirical_ntk(net, x1, x2, method=m, outputs=outputs) for m in ("jacobian", "vjp", "structured")}
+    scale = kernels["structured"].abs().max()
+    for method in ("jacobian", "vjp"):
+        assert (kernels[method] - kernels["structured"]).abs().max() <= 1e-6 * scale, method

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError
-from oplearn.layers.kan_bspline import BSplineExpansion, UniformBSplineExpansion
+from oplearn.layers.kan_bspline import BSplineExpansion, UniformBSplineExpansion, cox_de_boor
 from oplearn.layers.rational import group_rational, silu_fit
 
 
@@ -117,8 +117,17 @@ class BSpline(GridBasis):
         return self._uniform
 
     def forward(self, x):
+        if _under_function_transform():
+            # torch.func (vmap, jacrev, jvp) cannot batch the hand-written backward passes below,
+            # which use in-place buffers; the plain recursion is made of ordinary differentiable ops.
+            return cox_de_boor(x, self.knots, self.order)[0]
         expansion = UniformBSplineExpansion if self.is_uniform() else BSplineExpansion
         return expansion.apply(x, self.knots, self.order)
+
+
+def _under_function_transform() -> bool:
+    """Whether a torch.func transform (vmap, grad, jvp, jacrev) is running."""
+    return torch._C._functorch.peek_interpreter_stack() is not None
 
 
 class RadialGaussian(GridBasis):

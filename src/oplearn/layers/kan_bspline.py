@@ -34,8 +34,8 @@ def cox_de_boor(x: torch.Tensor, knots: torch.Tensor, order: int, with_slope: bo
     slope = None
     for p in range(1, order + 1):
         weighted = values * (1 / (knots[:, p:] - knots[:, :-p]))
-        values = distance[..., :-(p + 1)] * weighted[..., :-1]
-        values.addcmul_(distance[..., p + 1:], weighted[..., 1:], value=-1)
+        values = torch.addcmul(distance[..., :-(p + 1)] * weighted[..., :-1],
+                               distance[..., p + 1:], weighted[..., 1:], value=-1)
         if with_slope and p == order:
             slope = (weighted[..., :-1] - weighted[..., 1:]) * order
     if with_slope and order == 0:
