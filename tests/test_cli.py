@@ -1,7 +1,6 @@
 """The command line end to end, and its one-line errors with exit status 2."""
 
 import json
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -12,24 +11,10 @@ import pytest
 import torch
 import yaml
 
-from oplearn.cli import main
+from helpers import assert_user_error, run_cli
+
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "neuraloperator"
-
-
-def run_cli(capsys, *args):
-    status = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_user_error(capsys, pattern, *args):
-    status, out, err = run_cli(capsys, *args)
-    assert status == 2
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    assert re.search(pattern, lines[0]), lines[0]
 
 
 def test_generate_info_train_eval(capsys, tmp_path, small_config):

@@ -2,7 +2,6 @@
 
 import copy
 import json
-import re
 
 import matplotlib.image
 import numpy as np
@@ -14,24 +13,12 @@ from safetensors.torch import load_file
 from oplearn.analysis.kernels import kernel_target_alignment
 from oplearn.analysis.ntk import empirical_ntk
 from oplearn.analysis.probes import NTKDrift
-from oplearn.cli import main
 from oplearn.data.dataset import FieldDataset
 from oplearn.train import fit
 from oplearn.train.recipes import load_run
 from oplearn.train.task import SupervisedTask
 
-
-def run_cli(capsys, *args):
-    status = main([str(a) for a in args])
-    captured = capsys.readouterr()
-    return status, captured.out, captured.err
-
-
-def assert_user_error(capsys, pattern, *args):
-    status, _, err = run_cli(capsys, *args)
-    lines = err.strip().splitlines()
-    assert status == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
-    assert re.search(pattern, lines[0]), lines[0]
+from helpers import assert_user_error, run_cli
 
 
 @pytest.fixture(scope="module")

@@ -16,6 +16,8 @@ from oplearn.layers.factorized_spectral import (
     tucker_ranks,
 )
 
+from helpers import band_limited
+
 SHAPES = [((5,), (16,)), ((3, 4), (8, 10)), ((2, 2, 3), (6, 5, 6))]  # (modes, grid sizes) in 1, 2 and 3-D
 
 
@@ -146,15 +148,6 @@ def test_gradcheck_float64(cls):
     kept = keep_modes(torch.fft.rfftn(u.detach(), dim=(2, 3)), (2, 3)).flatten(2).requires_grad_()
     assert torch.autograd.gradcheck(lambda x: torch.view_as_real(layer.mix_dense(x)), (kept,), fast_mode=True)
     assert torch.autograd.gradcheck(lambda x: torch.view_as_real(layer.mix_factorized(x)), (kept,), fast_mode=True)
-
-
-def band_limited(n, dim, coefficients):
-    """Evaluate sum_k a_k cos(2 pi k.x + phi_k) on the grid j/n."""
-    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) / n] * dim, indexing="ij")
-    u = torch.zeros(*([n] * dim), dtype=torch.float64)
-    for k, a, phi in coefficients:
-        u += a * torch.cos(2 * torch.pi * sum(kk * g for kk, g in zip(k, grids)) + phi)
-    return u
 
 
 @pytest.mark.parametrize("cls", [TuckerSpectralConv, CPSpectralConv])

@@ -9,6 +9,8 @@ import torch
 from oplearn.errors import ShapeError
 from oplearn.layers import SpectralConv
 
+from helpers import band_limited
+
 
 def kept_wavenumbers(modes):
     """All kept wavenumber vectors with their index into the weight tensor."""
@@ -48,15 +50,6 @@ def test_equals_direct_dft_in_float64(modes, sizes):
     expected = direct_truncated_convolution(u.numpy(), layer.weight.detach().numpy(), modes)
     got = layer(u).detach().numpy()
     np.testing.assert_allclose(got, expected, rtol=1e-10, atol=1e-12)
-
-
-def band_limited(n, dim, coefficients):
-    """Evaluate sum_k a_k cos(2 pi k.x + phi_k) on the grid j/n."""
-    grids = torch.meshgrid(*[torch.arange(n, dtype=torch.float64) / n] * dim, indexing="ij")
-    u = torch.zeros(*([n] * dim), dtype=torch.float64)
-    for k, a, phi in coefficients:
-        u += a * torch.cos(2 * torch.pi * sum(kk * g for kk, g in zip(k, grids)) + phi)
-    return u
 
 
 @pytest.mark.parametrize("dim, coarse", [(1, 32), (2, 32), (3, 16)])

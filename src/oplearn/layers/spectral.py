@@ -94,7 +94,7 @@ class SpectralConv(nn.Module):
     def _check(self, x: torch.Tensor) -> None:
         if x.ndim != self.dim + 2 or x.shape[1] != self.in_channels:
             raise ShapeError(
-                f"SpectralConv expects (batch, {self.in_channels}, {self.dim} spatial axes), "
+                f"{type(self).__name__} expects (batch, {self.in_channels}, {self.dim} spatial axes), "
                 f"got shape {tuple(x.shape)}"
             )
         sizes = x.shape[2:]
