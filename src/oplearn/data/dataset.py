@@ -196,6 +196,28 @@ class _LazyPairs:
         return {**self.__dict__, "_handle": None, "_owner": None}
 
 
+class ChannelMoments:
+    """Running per-channel count, sum and sum of squares (float64) of ``(B, C, *S)`` batches."""
+
+    def __init__(self):
+        self.count, self.total, self.squares = 0, 0.0, 0.0
+
+    def add(self, data: torch.Tensor) -> None:
+        dims = [0] + list(range(2, data.ndim))
+        data = data.double()
+        self.count += data.numel() // data.shape[1]
+        self.total = self.total + data.sum(dim=dims)
+        self.squares = self.squares + (data**2).sum(dim=dims)
+
+    def normalizer(self, eps: float = 1e-6) -> "ChannelNormalizer":
+        """Mean and unbiased std per channel, the std kept above ``eps``."""
+        if self.count < 2:
+            raise DataError("a normalizer needs at least two values per channel; use more training data")
+        mean = self.total / self.count
+        variance = ((self.squares - self.count * mean**2) / (self.count - 1)).clamp_min(0.0)
+        return ChannelNormalizer(mean.float(), variance.sqrt().clamp_min(eps).float())
+
+
 class ChannelNormalizer:
     """Per-channel affine map ``(x - mean) / std`` over samples and grid points.
 
@@ -214,18 +236,10 @@ class ChannelNormalizer:
     @classmethod
     def fit_batches(cls, batches, eps: float = 1e-6) -> "ChannelNormalizer":
         """Fit on an iterable of ``(B, C, *S)`` batches, accumulating sums in float64 (one pass)."""
-        count, total, squares = 0, 0.0, 0.0
+        moments = ChannelMoments()
         for data in batches:
-            dims = [0] + list(range(2, data.ndim))
-            data = data.double()
-            count += data.numel() // data.shape[1]
-            total = total + data.sum(dim=dims)
-            squares = squares + (data**2).sum(dim=dims)
-        if count < 2:
-            raise DataError("a normalizer needs at least two values per channel; use more training data")
-        mean = total / count
-        variance = ((squares - count * mean**2) / (count - 1)).clamp_min(0.0)
-        return cls(mean.float(), variance.sqrt().clamp_min(eps).float())
+            moments.add(data)
+        return moments.normalizer(eps)
 
     def _view(self, t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         return t.to(x.device, x.dtype).view(1, -1, *([1] * (x.ndim - 2)))

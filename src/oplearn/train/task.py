@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from oplearn.data.dataset import ChannelNormalizer, FieldDataset
+from oplearn.data.dataset import ChannelMoments, ChannelNormalizer, FieldDataset
 from oplearn.losses import get_loss, relative_lp_loss
 
 
@@ -30,11 +30,13 @@ class SupervisedTask:
     @classmethod
     def fitted_on(cls, train: FieldDataset, normalize_inputs: bool = True, normalize_outputs: bool = True,
                   batch_size: int = 256):
-        """Normalizers fitted on ``train``, streaming over it (it may live on disk)."""
-        def fit(which: int) -> ChannelNormalizer:
-            return ChannelNormalizer.fit_batches(batch[which] for batch in train.batches(batch_size))
-
-        return cls(fit(0) if normalize_inputs else None, fit(1) if normalize_outputs else None)
+        """Normalizers fitted on ``train`` in one streaming pass over it (it may live on disk)."""
+        inputs, outputs = ChannelMoments(), ChannelMoments()
+        for batch_inputs, batch_outputs in train.batches(batch_size):
+            inputs.add(batch_inputs)
+            outputs.add(batch_outputs)
+        return cls(inputs.normalizer() if normalize_inputs else None,
+                   outputs.normalizer() if normalize_outputs else None)
 
     def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         if self.input_normalizer is not None:
