@@ -12,7 +12,7 @@ layer's gradient formed for one direction chunk (the "grad" route, cheap when
 positions are many). A bias is the column of ones appended to ``a``.
 
 SpectralConv has its own complex matrix per kept mode ``k``: ``y_k = W_k^T xi_k``
-with ``xi = keep_modes(rfft(x))``. With the pair ``(Re W, Im W)`` as the parameters
+with ``xi = forward_modes(x)`` (the kept part of ``rfftn(x)``). With the pair ``(Re W, Im W)`` as the parameters
 the gradient is ``conj(xi_k) gamma_k^T`` read as (real, imaginary) parts, where
 ``gamma = dF/dRe y + i dF/dIm y`` (PyTorch's complex gradient), hence
 
@@ -35,7 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from oplearn.layers.kan import KANLinear
-from oplearn.layers.spectral import SpectralConv, keep_modes, restore_modes
+from oplearn.layers.spectral import SpectralConv, forward_modes, inverse_modes
 
 WORK_BYTES = 1 << 30  # cotangent memory per direction chunk
 _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -173,15 +173,14 @@ def _probe_hook(flags: dict[str, bool], records: list[_Record], keep: int):
         x = args[0].detach()[:keep]
         with torch.no_grad():
             if type(module) is SpectralConv:
-                axes, sizes = tuple(range(2, x.ndim)), tuple(x.shape[2:])
-                xi = keep_modes(torch.fft.rfftn(x, dim=axes), module.modes)
+                xi = forward_modes(x, module.modes)
                 inputs, axis = xi.flatten(2).transpose(1, 2), 1  # (n, K, I)
             else:
                 inputs, axis = _linear_features(module, x, flags)
         if type(module) is SpectralConv:
             probe = torch.zeros(output.shape[0], module.out_channels, *xi.shape[2:], dtype=xi.dtype,
                                 device=x.device, requires_grad=True)
-            output = output + torch.fft.irfftn(restore_modes(probe, module.modes, sizes), s=sizes, dim=axes)
+            output = output + inverse_modes(probe, module.modes, tuple(x.shape[2:]))
             records.append(_Record("spectral", inputs, probe, axis))
         else:
             probe = torch.zeros_like(output, requires_grad=True)

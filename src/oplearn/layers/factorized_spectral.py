@@ -55,7 +55,7 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
-from oplearn.layers.spectral import SpectralConv, complex_channel_mix, keep_modes, restore_modes
+from oplearn.layers.spectral import SpectralConv, complex_channel_mix, forward_modes, inverse_modes
 
 FACTORIZATIONS = ("dense", "tucker", "cp")
 
@@ -158,13 +158,11 @@ class _FactorizedSpectralConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         SpectralConv._check(self, x)  # same shape rules and messages as the dense layer
-        axes = tuple(range(2, x.ndim))
-        sizes = tuple(x.shape[2:])
-        kept = keep_modes(torch.fft.rfftn(x, dim=axes), self.modes)
+        kept = forward_modes(x, self.modes)
         flops = self.flops(x.shape[0])
         mix = self.mix_factorized if flops["factorized"] <= flops["dense"] else self.mix_dense
         mixed = mix(kept.flatten(2)).reshape(x.shape[0], self.out_channels, *kept.shape[2:])
-        return torch.fft.irfftn(restore_modes(mixed, self.modes, sizes), s=sizes, dim=axes)
+        return inverse_modes(mixed, self.modes, tuple(x.shape[2:]))
 
     def with_modes(self, modes: Sequence[int]) -> "_FactorizedSpectralConv":
         """A copy keeping at least as many modes per axis (as ``SpectralConv.with_modes``), same ranks.

@@ -16,6 +16,16 @@ The DFT is unnormalized forward and divides by ``prod(n)`` on the way back, so
 a band-limited function gives the same output at every grid size: the layer
 acts on functions, not on grids.
 
+Only the kept modes are ever computed ("pruned" FFT, :func:`forward_modes` and
+:func:`inverse_modes`): the real FFT runs along the last axis and its first
+``m_d`` bins are kept, then each other axis is transformed on that already
+shrunken tensor and cut to its ``2 m_i`` wavenumbers; the inverse runs the same
+way back. No full-size spectrum is materialised, and the backward pass of the
+last-axis transform is a single short inverse FFT (PyTorch's own ``rfft``
+backward zero-fills the whole spectrum and runs a full complex transform).
+With ``n`` points per axis this costs one real FFT pass over the grid each way
+plus transforms of only ``m_d/(n/2)`` of it on the other axes.
+
 Complex weights are stored as real pairs (last axis of size 2) so that
 optimizers, DDP all-reduce and safetensors see ordinary real tensors.
 """
@@ -109,11 +119,9 @@ class SpectralConv(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
-        axes = tuple(range(2, x.ndim))
-        sizes = tuple(x.shape[2:])
-        kept = keep_modes(torch.fft.rfftn(x, dim=axes), self.modes)
+        kept = forward_modes(x, self.modes)
         mixed = complex_channel_mix(kept, self.weight_pairs)
-        return torch.fft.irfftn(restore_modes(mixed, self.modes, sizes), s=sizes, dim=axes)
+        return inverse_modes(mixed, self.modes, tuple(x.shape[2:]))
 
 
 def complex_channel_mix(kept: torch.Tensor, weight_pairs: torch.Tensor) -> torch.Tensor:
@@ -131,26 +139,103 @@ def complex_channel_mix(kept: torch.Tensor, weight_pairs: torch.Tensor) -> torch
     w = weight_pairs.to(x.dtype).flatten(2, -2)  # (i, o, M, 2)
     w_re, w_im = w[..., 0].permute(2, 0, 1), w[..., 1].permute(2, 0, 1)  # (M, i, o)
     block = torch.cat([torch.cat([w_re, w_im], dim=2), torch.cat([-w_im, w_re], dim=2)], dim=1)
-    y = torch.bmm(x, block).reshape(n_modes, batch, 2, out_channels).permute(1, 3, 0, 2)
+    # Under autocast the GEMM runs in half precision; the spectrum goes back to the input's precision.
+    y = torch.bmm(x, block).to(x.dtype).reshape(n_modes, batch, 2, out_channels).permute(1, 3, 0, 2)
     return torch.view_as_complex(y.contiguous()).reshape(batch, out_channels, *kept_shape)
 
 
-def keep_modes(spectrum: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
-    """Gather the kept wavenumbers: ``(b, c, n_1, ..., n_d//2+1) -> (b, c, 2m_1, ..., m_d)``."""
-    for axis, m in enumerate(modes[:-1], start=2):
-        n = spectrum.shape[axis]
+def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
+    """The kept Fourier coefficients of a real field, ``(b, c, n_1, ..., n_d) -> (b, c, 2m_1, ..., 2m_{d-1}, m_d)``.
+
+    Equal to ``rfftn(x)`` restricted to the kept wavenumbers (non-negative block then
+    negative block on every axis but the last), computed without the full spectrum.
+    Half-precision inputs (autocast) are transformed in float32.
+    """
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    spectrum = _TruncatedRFFT.apply(x, modes[-1])
+    for axis in range(x.ndim - 2, 1, -1):  # the most-pruned axes first: each transform sees fewer lines
+        m, n = modes[axis - 2], spectrum.shape[axis]
+        spectrum = torch.fft.fft(spectrum, dim=axis)
         spectrum = torch.cat([spectrum.narrow(axis, 0, m), spectrum.narrow(axis, n - m, m)], dim=axis)
-    return spectrum.narrow(-1, 0, modes[-1])
+    return spectrum
 
 
-def restore_modes(kept: torch.Tensor, modes: Sequence[int], sizes: Sequence[int]) -> torch.Tensor:
-    """Inverse of :func:`keep_modes` with zeros for the dropped wavenumbers.
+def inverse_modes(kept: torch.Tensor, modes: Sequence[int], sizes: Sequence[int]) -> torch.Tensor:
+    """Inverse of :func:`forward_modes` with zeros for every other wavenumber: ``irfftn`` on ``sizes``.
 
-    Non-last axes get zeros between the non-negative and negative blocks; the
-    last axis is left short, ``irfftn(..., s=sizes)`` pads it with zeros.
+    Each non-last axis is zero-filled to its length and inverted on a tensor that is
+    still only ``m_d`` wide on the last axis; the last axis is inverted from its
+    ``m_d`` bins directly.
     """
     for axis, (m, n) in enumerate(zip(modes[:-1], sizes[:-1]), start=2):
         gap = list(kept.shape)
         gap[axis] = n - 2 * m
         kept = torch.cat([kept.narrow(axis, 0, m), kept.new_zeros(gap), kept.narrow(axis, m, m)], dim=axis)
-    return kept
+        kept = torch.fft.ifft(kept, dim=axis)
+    return _TruncatedIRFFT.apply(kept, sizes[-1])
+
+
+def _edge_weights(m: int, n: int, inner: float, edge: float, like: torch.Tensor) -> torch.Tensor:
+    """``(m,)`` real weights: ``edge`` at wavenumber 0 (and n/2 if kept), ``inner`` elsewhere.
+
+    A real signal's one-sided spectrum counts every bin twice except 0 and the Nyquist bin n/2.
+    """
+    weights = torch.full((m,), inner, dtype=like.real.dtype, device=like.device)
+    weights[0] = edge
+    if n % 2 == 0 and m == n // 2 + 1:
+        weights[-1] = edge
+    return weights
+
+
+class _TruncatedRFFT(torch.autograd.Function):
+    """``rfft(x)[..., :m]`` on the last axis, ``(..., n) -> (..., m)``.
+
+    The adjoint of ``y_k = sum_j x_j e^{-2 pi i k j / n}`` (k < m) is
+    ``x_j = Re sum_k y_k e^{2 pi i k j / n} = (n/2) irfft(c * y)`` with ``c = 2`` at the edge bins.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(x: torch.Tensor, m: int) -> torch.Tensor:
+        return torch.fft.rfft(x, dim=-1).narrow(-1, 0, m)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.n, ctx.m = inputs[0].shape[-1], inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weights = _edge_weights(ctx.m, ctx.n, ctx.n / 2, ctx.n, grad)
+        return torch.fft.irfft(grad * weights, n=ctx.n, dim=-1), None
+
+    @staticmethod
+    def jvp(ctx, tangent: torch.Tensor, _):
+        return torch.fft.rfft(tangent, dim=-1).narrow(-1, 0, ctx.m)
+
+
+class _TruncatedIRFFT(torch.autograd.Function):
+    """``irfft(y, n)`` on the last axis from ``m`` one-sided bins, ``(..., m) -> (..., n)``.
+
+    Its adjoint is ``(c/n) * rfft(g)[..., :m]`` with ``c = 1`` at the edge bins and 2 elsewhere.
+    """
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(kept: torch.Tensor, n: int) -> torch.Tensor:
+        return torch.fft.irfft(kept, n=n, dim=-1)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        ctx.m, ctx.n = inputs[0].shape[-1], inputs[1]
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        weights = _edge_weights(ctx.m, ctx.n, 2 / ctx.n, 1 / ctx.n, grad)
+        return torch.fft.rfft(grad, dim=-1).narrow(-1, 0, ctx.m) * weights, None
+
+    @staticmethod
+    def jvp(ctx, tangent: torch.Tensor, _):
+        return torch.fft.irfft(tangent, n=ctx.n, dim=-1)
