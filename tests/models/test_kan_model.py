@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from oplearn.errors import ConfigError, ShapeError
-from oplearn.layers import PointwiseKAN
+from oplearn.layers import PointwiseKAN, PointwiseLinear
 from oplearn.layers.kan import update_grids
 from oplearn.models import FNO, build
 
@@ -101,7 +101,7 @@ def test_kan_fno_is_a_config_change_that_trains_at_any_resolution():
                   mixer="kan", kan_grid_size=4, grid=False)
     kan_maps = [m for m in model.modules() if isinstance(m, PointwiseKAN)]
     assert len(kan_maps) == 1 + 2 + 2  # lifting, one per block, two in the projection
-    assert not any(isinstance(m, torch.nn.Conv1d) for m in model.modules())
+    assert not any(isinstance(m, (torch.nn.Conv1d, PointwiseLinear)) for m in model.modules())
     a, u = tiny_operator_problem(32)
     assert update_grids(model, a) == 5  # grids moved to the values each map sees: no range warning
     coefficients = model.lifting.kan.coefficients

@@ -35,6 +35,7 @@ from torch import nn
 from torch.func import functional_call
 
 from oplearn.layers.kan import KANLinear
+from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.layers.spectral import SpectralConv, forward_modes, inverse_modes
 
 WORK_BYTES = 1 << 30  # cotangent memory per direction chunk
@@ -43,7 +44,7 @@ _CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 def rule_params(module: nn.Module) -> tuple[str, ...] | None:
     """Names of the parameters a structured rule covers for ``module``, or None when it has no rule."""
-    if type(module) is nn.Linear:
+    if type(module) in (nn.Linear, PointwiseLinear):
         return ("weight", "bias")
     if type(module) in _CONVS:
         simple_padding = not isinstance(module.padding, str) or module.padding == "valid"
@@ -88,6 +89,8 @@ def _linear_features(module: nn.Module, x: torch.Tensor, flags: dict[str, bool])
     """``a`` of the shared-weight rule ``(n, S, I)`` and the output channel axis of the layer."""
     if type(module) in _CONVS:
         rows, axis = _unfold(x, module), 1
+    elif type(module) is PointwiseLinear:
+        rows, axis = x.movedim(1, -1).reshape(x.shape[0], -1, x.shape[1]), 1
     elif type(module) is KANLinear:
         flat = x.reshape(x.shape[0], -1, x.shape[-1])
         rows, axis = None, x.ndim - 1

@@ -42,13 +42,14 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
+from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.layers.spectral import SpectralConv
 
 PARAMETERIZATIONS = ("standard", "mup")
 # Per weight type: (fan_in axis, fan_out axis, does the SP init variance also divide by fan_out?)
 _FANS: dict[type, tuple[int, int, bool]] = {
     nn.Linear: (1, 0, False), nn.Conv1d: (1, 0, False), nn.Conv2d: (1, 0, False), nn.Conv3d: (1, 0, False),
-    SpectralConv: (0, 1, True),
+    PointwiseLinear: (1, 0, False), SpectralConv: (0, 1, True),
 }
 
 

@@ -27,16 +27,16 @@ from oplearn.analysis.width import apply_mup, check_parameterization, param_grou
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.factorized_spectral import FACTORIZATIONS, spectral_conv
 from oplearn.layers.kan import PointwiseKAN
+from oplearn.layers.pointwise import PointwiseLinear
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
-_POINTWISE = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 MIXERS = ("linear", "kan")
 
 
-def pointwise_maps(dim: int, mixer: str, kan_options: dict) -> Callable[[int, int], nn.Module]:
-    """Factory ``(in_channels, out_channels) -> module`` of the pointwise maps: 1x1 convolutions or KAN layers."""
+def pointwise_maps(mixer: str, kan_options: dict) -> Callable[[int, int], nn.Module]:
+    """Factory ``(in_channels, out_channels) -> module`` of the pointwise maps: linear (1x1) or KAN layers."""
     if mixer == "linear":
-        return lambda n_in, n_out: _POINTWISE[dim](n_in, n_out, kernel_size=1)
+        return PointwiseLinear
     return lambda n_in, n_out: PointwiseKAN(n_in, n_out, **kan_options)
 
 
@@ -150,7 +150,7 @@ class FNO(nn.Module):
             raise ConfigError("rank applies only with factorization='tucker' or 'cp'")
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
         self.padding, self.grid, self.mixer = padding, grid, mixer
-        pointwise = pointwise_maps(len(modes), mixer, kan_options)
+        pointwise = pointwise_maps(mixer, kan_options)
         self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
         last_modes = tuple(int(m) for m in last_modes) if last_modes is not None else modes
         if len(last_modes) != len(modes) or any(m < k for m, k in zip(last_modes, modes)):
