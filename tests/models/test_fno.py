@@ -70,3 +70,22 @@ def test_padding_keeps_the_physical_period_across_resolutions():
     assert max(periods) - min(periods) < 0.01
     assert all(abs(p - 1.1) < 0.01 for p in periods)
     assert padding_points(64, 0.0) == 0
+
+
+def test_checkpointed_blocks_give_the_same_gradients_while_saving_fewer_tensors():
+    torch.manual_seed(8)
+    plain = FNO(1, 1, modes=(4, 4), width=8, n_layers=4, padding=0.1, projection_channels=8).double()
+    checkpointed = FNO(1, 1, modes=(4, 4), width=8, n_layers=4, padding=0.1, projection_channels=8,
+                       checkpoint_blocks=True).double()
+    checkpointed.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 16, 16, dtype=torch.float64)
+    saved = {}
+    for name, model in (("plain", plain), ("checkpointed", checkpointed)):
+        sizes = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: sizes.append(t.numel()) or t, lambda t: t):
+            loss = model(x).square().mean()
+        saved[name] = sum(sizes)
+        loss.backward()
+    for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
+        torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14, msg=name)
+    assert saved["checkpointed"] < 0.5 * saved["plain"]

@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from oplearn.analysis.width import apply_mup, check_parameterization, param_groups
 from oplearn.errors import ConfigError, ShapeError
@@ -104,6 +105,8 @@ class FNO(nn.Module):
         parameterization: "standard" or "mup" (maximal update: init and Adam learning rates
             scaled with ``width / base_width``, see ``oplearn.analysis.width``; linear mixer, dense weights).
         base_width: muP's reference width (default 32); at ``width == base_width`` muP is standard.
+        checkpoint_blocks: activation checkpointing: keep only each Fourier block's input for the
+            backward pass and recompute the block there (less memory, about one more forward in time).
 
     Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
     """
@@ -128,6 +131,7 @@ class FNO(nn.Module):
         last_modes: Sequence[int] | None = None,
         parameterization: str = "standard",
         base_width: int | None = None,
+        checkpoint_blocks: bool = False,
     ):
         super().__init__()
         check_parameterization(parameterization, base_width)
@@ -150,6 +154,7 @@ class FNO(nn.Module):
             raise ConfigError("rank applies only with factorization='tucker' or 'cp'")
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
         self.padding, self.grid, self.mixer = padding, grid, mixer
+        self.checkpoint_blocks = checkpoint_blocks
         pointwise = pointwise_maps(mixer, kan_options)
         self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
         last_modes = tuple(int(m) for m in last_modes) if last_modes is not None else modes
@@ -209,7 +214,10 @@ class FNO(nn.Module):
         if any(pads):
             x = F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
         for block in self.blocks:
-            x = block(x)
+            if self.checkpoint_blocks and torch.is_grad_enabled():
+                x = checkpoint(block, x, use_reentrant=False)
+            else:
+                x = block(x)
         if any(pads):
             x = x[(..., *[slice(0, n) for n in sizes])]
         return self.projection(x)
