@@ -18,9 +18,15 @@ def read_metrics(run):
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
-def test_two_gloo_processes_match_one_process(small_config, tmp_path):
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled-checkpointed"])
+def test_two_gloo_processes_match_one_process(small_config, tmp_path, compiled):
+    """Two DDP processes train as one; also with torch.compile and activation checkpointing (vs eager)."""
+    distributed_config = small_config
+    if compiled:
+        distributed_config = {**small_config, "model": {**small_config["model"], "checkpoint_blocks": True},
+                              "train": {**small_config["train"], "compile": True}}
     config_path = tmp_path / "config.yaml"
-    config_path.write_text(yaml.safe_dump(small_config))
+    config_path.write_text(yaml.safe_dump(distributed_config))
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                "-m", "oplearn.cli", "train", str(config_path), "--out", str(tmp_path / "ddp")]
     environment = {**os.environ, "OMP_NUM_THREADS": "1"}

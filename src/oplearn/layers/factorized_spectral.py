@@ -162,7 +162,7 @@ class _FactorizedSpectralConv(nn.Module):
         flops = self.flops(x.shape[0])
         mix = self.mix_factorized if flops["factorized"] <= flops["dense"] else self.mix_dense
         mixed = mix(kept.flatten(2)).reshape(x.shape[0], self.out_channels, *kept.shape[2:])
-        return inverse_modes(mixed, self.modes, tuple(x.shape[2:]))
+        return inverse_modes(mixed, self.modes, tuple(x.shape[2:])).to(x.dtype)
 
     def with_modes(self, modes: Sequence[int]) -> "_FactorizedSpectralConv":
         """A copy keeping at least as many modes per axis (as ``SpectralConv.with_modes``), same ranks.

@@ -121,7 +121,7 @@ class SpectralConv(nn.Module):
         self._check(x)
         kept = forward_modes(x, self.modes)
         mixed = complex_channel_mix(kept, self.weight_pairs)
-        return inverse_modes(mixed, self.modes, tuple(x.shape[2:]))
+        return inverse_modes(mixed, self.modes, tuple(x.shape[2:])).to(x.dtype)  # bf16 in, bf16 out under autocast
 
 
 def complex_channel_mix(kept: torch.Tensor, weight_pairs: torch.Tensor) -> torch.Tensor:

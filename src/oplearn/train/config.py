@@ -75,6 +75,9 @@ class OptimConfig(_Strict):
     step_size: int = Field(default=100, gt=0)  # epochs between decays, for "step"
     gamma: float = Field(default=0.5, gt=0, le=1)  # decay factor, for "step"
     loss: str = "relative_l2"  # a name in oplearn.losses.LOSSES: relative_l2, h1, h2, h-1
+    precision: Literal["fp32", "mixed"] = "fp32"  # mixed: bf16 autocast, FFTs in fp32 (oplearn.precision)
+    tf32: bool = False  # TF32 CUDA matmuls in fp32 mode
+    compile: bool = False  # torch.compile the model for training (evaluation and checkpoints use the module)
 
 
 class StageConfig(_Strict):

@@ -25,6 +25,7 @@ from oplearn.errors import ConfigError, DataError, TrainingError
 from oplearn.train import distributed
 from oplearn.train.checkpoint import Checkpoint, save_checkpoint
 from oplearn.train.config import Config, DataSource, dump_config, load_config, validate
+from oplearn.precision import autocast, tf32_matmuls
 from oplearn.train.recipes import CHECKPOINT, setup
 
 
@@ -116,7 +117,8 @@ def fit(config: Config | dict | str | Path, out: str | Path, *, resume: bool = F
     out = Path(out)
     context = distributed.setup(config.device)
     try:
-        return _fit(config, out, context, resume, overwrite, progress, list(callbacks))
+        with tf32_matmuls(config.train.tf32):
+            return _fit(config, out, context, resume, overwrite, progress, list(callbacks))
     finally:
         distributed.teardown(context)
 
@@ -150,6 +152,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         torch.set_rng_state(checkpoint.extra()["rng.torch"])
         start_epoch = checkpoint.state["epoch"]
     trained = DistributedDataParallel(model) if context.distributed else model
+    if config.train.compile:
+        trained = torch.compile(trained)
 
     if context.is_main:
         for callback in callbacks:
@@ -164,7 +168,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         for indices, global_count in distributed.epoch_batches(len(train), config.train.batch_size, config.seed,
                                                                 epoch, context):
             inputs, targets = (t.to(context.device, non_blocking=True) for t in train.batch(indices))
-            losses = task.per_sample_loss(trained, inputs, targets)
+            with autocast(config.train.precision, context.device):
+                losses = task.per_sample_loss(trained, inputs, targets).float()
             # DDP averages gradients over ranks; scaling by world size makes that a mean over the global batch.
             loss = losses.sum() * (context.world_size / global_count)
             optimizer.zero_grad(set_to_none=True)
