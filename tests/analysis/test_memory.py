@@ -4,10 +4,10 @@
 import pytest
 import torch
 from torch import nn
-from torch.profiler import ProfilerActivity, profile
 from torch.utils.checkpoint import checkpoint
 
 from oplearn.analysis import MemoryEstimate, memory_estimate
+from oplearn.analysis.memory import measured_cpu_peak
 from oplearn.errors import ShapeError
 from oplearn.losses import relative_lp_loss
 from oplearn.models import FNO, build
@@ -40,19 +40,10 @@ def steady_state(model, shape, device="cpu", precision="fp32"):
 
 
 def cpu_peak(model, shape):
-    """Peak live bytes of a real CPU training step: the persistent tensors plus the largest running sum of
-    the allocations and frees that the profiler records (``profile_memory=True``) during the step."""
+    """Peak live bytes of a real CPU training step: the persistent tensors plus what the step allocates at most."""
     step, tensors = steady_state(model, shape)
     persistent = sum(t.untyped_storage().nbytes() for t in {id(t.untyped_storage()): t for t in tensors}.values())
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
-        step()
-    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
-                    key=lambda e: e.start_ns())
-    live = peak = 0
-    for event in events:
-        live += event.nbytes()
-        peak = max(peak, live)
-    return persistent + peak
+    return persistent + measured_cpu_peak(step)
 
 
 def small_fno(**options):

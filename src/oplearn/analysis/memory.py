@@ -184,6 +184,26 @@ def memory_estimate(model: nn.Module, input_shape: Sequence[int], *, optimizer: 
     return MemoryEstimate(**parts, peak=ledger.peak, device=str(target))
 
 
+def measured_cpu_peak(fn: Callable[[], object]) -> int:
+    """Peak bytes that ``fn()`` allocates on the CPU above what was live when it began.
+
+    A measurement, not an estimate: the largest running sum of the allocations and frees
+    that ``torch.profiler`` records with ``profile_memory=True``. Kernel-internal scratch
+    memory that bypasses PyTorch's allocator (e.g. oneDNN reorders) is not seen.
+    """
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = sorted((e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"),
+                    key=lambda e: e.start_ns())
+    live = peak = 0
+    for event in events:
+        live += event.nbytes()
+        peak = max(peak, live)
+    return peak
+
+
 def _trace(model: nn.Module, shape: tuple[int, ...], dtype: torch.dtype, make_optimizer: OptimizerFactory,
            precision: str, device: torch.device, ledger: StorageLedger) -> dict[str, int]:
     """Run two training steps on a fake copy of ``model``, the second under ``ledger``; the breakdown in bytes."""
