@@ -34,6 +34,7 @@ from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.afno import AFNOMixer
+from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.models.fno import grid_coordinates, make_activation
 
 
@@ -53,8 +54,8 @@ class AFNOBlock(nn.Module):
         self.norm1 = ChannelLayerNorm(width)
         self.mixer = mixer
         self.norm2 = ChannelLayerNorm(width)
-        self.mlp = nn.Sequential(nn.Conv2d(width, hidden, 1), make_activation(activation),
-                                 nn.Conv2d(hidden, width, 1))
+        self.mlp = nn.Sequential(PointwiseLinear(width, hidden), make_activation(activation),
+                                 PointwiseLinear(hidden, width))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x + self.mixer(self.norm1(x))
@@ -113,7 +114,7 @@ class AFNO(nn.Module):
             for _ in range(n_layers)
         )
         self.norm = ChannelLayerNorm(width)
-        self.head = nn.Sequential(nn.Conv2d(width, out_channels * p * p, kernel_size=1), nn.PixelShuffle(p))
+        self.head = nn.Sequential(PointwiseLinear(width, out_channels * p * p), nn.PixelShuffle(p))
 
     def _padding(self, sizes: tuple[int, int]) -> tuple[int, int]:
         p = self.patch_size

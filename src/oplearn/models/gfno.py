@@ -41,6 +41,7 @@ from torch import nn
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.group_spectral import (POOLINGS, GroupLinear, GroupSpectralConv, check_square_grid, get_group,
                                           group_pool)
+from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.models.fno import grid_coordinates, make_activation, padding_points
 
 
@@ -112,16 +113,16 @@ class GFNO(nn.Module):
             raise ConfigError(f"unknown group pooling '{pooling}'; choose one of: {', '.join(POOLINGS)}")
         self.in_channels, self.out_channels, self.group = in_channels, out_channels, group
         self.padding, self.grid, self.pooling = padding, grid, pooling
-        self.lifting = nn.Conv2d(in_channels + (2 if grid else 0), width, kernel_size=1)
+        self.lifting = PointwiseLinear(in_channels + (2 if grid else 0), width)
         self.blocks = nn.ModuleList(
             GroupFourierBlock(width, self.modes, group, activation if i < n_layers - 1 else None, lifting=i == 0)
             for i in range(n_layers)
         )
-        # 1x1x1 convolutions over (group, x, y): the same MLP for every group element.
+        # Pointwise over (group, x, y): the same MLP for every group element.
         self.projection = nn.Sequential(
-            nn.Conv3d(width, projection_channels, kernel_size=1),
+            PointwiseLinear(width, projection_channels),
             make_activation(activation),
-            nn.Conv3d(projection_channels, out_channels, kernel_size=1),
+            PointwiseLinear(projection_channels, out_channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
