@@ -119,6 +119,26 @@ def train(config, overrides, out, resume, overwrite):
             click.echo(f"{name}: relative L2 {entry['rel_l2']:.4f} at grid {tuple(entry['resolution'])}")
 
 
+@cli.command()
+@click.argument("row")
+@click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
+              help="Override a config field, e.g. --set train.epochs=50 (recorded beside the row).")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Run directory (default runs/paper/ROW).")
+@click.option("--results", "results_file", type=click.Path(path_type=Path), default=None,
+              help="Markdown file whose paper table gets the row (default benchmarks/RESULTS.md when it exists).")
+@click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
+def reproduce(row, overrides, out, results_file, resume, overwrite):
+    """Reproduce a row of the FNO paper's table (burgers, darcy): data, training, zero-shot tests."""
+    from oplearn.reproduce import reproduce as run_row
+
+    default = Path("benchmarks/RESULTS.md")
+    summary = run_row(row, out, list(overrides), results_file or (default if default.exists() else None),
+                      resume=resume, overwrite=overwrite)
+    click.echo(f"{row}: test relative L2 {summary['test_rel_l2']:.4f} (paper {summary['paper_rel_l2']})"
+               + "".join(f", {e['resolution'][0]}: {e['rel_l2']:.4f}" for e in summary["zero_shot"].values()))
+
+
 @cli.command(name="eval")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset file to test on.")

@@ -88,3 +88,24 @@ def plot_spectrum(truth, prediction, path: str | Path, title: str = "") -> Path:
     figure.savefig(path, dpi=110)
     plt.close(figure)
     return path
+
+
+def plot_resolution_errors(points: list[tuple[int, float]], path: str | Path, title: str = "") -> Path:
+    """Relative L2 test error against grid points per axis (the first point is the training grid)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sizes, errors = zip(*sorted(points))
+    figure, axis = plt.subplots(figsize=(5, 3.5))
+    axis.plot(sizes, errors, "o-")
+    axis.plot([points[0][0]], [points[0][1]], "s", color="C3", label="training grid")
+    axis.set_xscale("log", base=2)
+    axis.set_xticks(sizes, [str(s) for s in sizes])
+    axis.set_xlabel("grid points per axis")
+    axis.set_ylabel("test relative L2")
+    axis.set_ylim(bottom=0)
+    axis.legend()
+    axis.set_title(title, fontsize=9)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+    return path

@@ -1,0 +1,130 @@
+"""``oplearn reproduce ROW``: one row of the FNO paper's table (Li et al., ICLR 2021), from scratch.
+
+Loads the packaged config ``configs/paper/ROW.yaml``, generates its data if missing,
+trains, evaluates on the test set and on every zero-shot resolution, and writes
+
+- ``OUT/paper_row.json``: error, paper error, zero-shot errors, parameters, seconds per
+  epoch, wall time, hardware, commit (machine-readable);
+- ``OUT/figures/zero_shot.png``: test error against grid size, when the row has zero-shot sets;
+- a line in the "FNO paper table" section of a results file (``benchmarks/RESULTS.md``),
+  replacing the line of an earlier run of the same row and model.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import subprocess
+import time
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+
+import torch
+import yaml
+
+from oplearn.errors import ConfigError
+from oplearn.plot import plot_resolution_errors
+from oplearn.train import fit
+from oplearn.train.config import Config, apply_overrides, validate
+from oplearn.train.evaluation import evaluate_run
+
+# Relative L2 test errors of the FNO in the paper (Tables 1-4 and Figure 1's setting).
+PAPER_ERRORS = {"burgers": 0.0018, "darcy": 0.0108}
+TABLE_HEADING = "## FNO paper table (`oplearn reproduce ROW`, `benchmarks/paper_table.py`)"
+TABLE_HEADER = ("| row | model | paper | test rel. L2 | zero-shot rel. L2 | parameters | epochs | s / epoch | "
+                "wall time | hardware | date | commit |\n| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | "
+                "--- | --- |")
+
+
+def paper_rows() -> list[str]:
+    return sorted(PAPER_ERRORS)
+
+
+def paper_config(row: str, overrides: list[str] = ()) -> Config:
+    """The packaged config of a paper row, with ``--set`` style overrides applied."""
+    if row not in PAPER_ERRORS:
+        raise ConfigError(f"unknown paper row '{row}'; choose one of: {', '.join(paper_rows())}")
+    raw = yaml.safe_load(resources.files("oplearn.configs").joinpath(f"paper/{row}.yaml").read_text())
+    return validate(apply_overrides(raw, list(overrides)))
+
+
+def hardware() -> str:
+    if torch.cuda.is_available():
+        return torch.cuda.get_device_name()
+    try:
+        with open("/proc/cpuinfo") as info:
+            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
+    except OSError:
+        names = []
+    return f"{names[0] if names else platform.machine()}, {torch.get_num_threads()} threads"
+
+
+def commit() -> str:
+    try:
+        return subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                              check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def reproduce(row: str, out: Path | None = None, overrides: list[str] = (), results_file: Path | None = None,
+              resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
+    """Train and evaluate one paper row; returns the summary written to ``OUT/paper_row.json``."""
+    config = paper_config(row, overrides)
+    out = Path(out or Path("runs") / "paper" / row)
+    started = time.perf_counter()
+    fit(config, out, resume=resume, overwrite=overwrite, progress=progress)
+    wall = time.perf_counter() - started
+    results = evaluate_run(out)
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    summary = {
+        "row": row, "model": "oplearn FNO", "paper_rel_l2": PAPER_ERRORS[row],
+        "test_rel_l2": results["test"]["rel_l2"], "resolution": results["test"]["resolution"],
+        "zero_shot": {name: {"resolution": entry["resolution"], "rel_l2": entry["rel_l2"]}
+                      for name, entry in results.items() if name != "test"},
+        "parameters": json.loads((out / "results.json").read_text())["parameters"],
+        "epochs": config.train.epochs, "seconds_per_epoch": statistics.median(m["epoch_seconds"] for m in metrics),
+        "wall_seconds": wall, "hardware": hardware(), "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
+        "commit": commit(), "overrides": list(overrides),
+    }
+    if summary["zero_shot"]:
+        points = [(results["test"]["resolution"][0], summary["test_rel_l2"])]
+        points += [(entry["resolution"][0], entry["rel_l2"]) for entry in summary["zero_shot"].values()]
+        plot_resolution_errors(points, out / "figures" / "zero_shot.png",
+                               title=f"{row}: trained at {points[0][0]}, tested zero-shot on finer grids")
+    (out / "paper_row.json").write_text(json.dumps(summary, indent=2))
+    if results_file is not None:
+        record_row(results_file, summary)
+    return summary
+
+
+def _label(summary: dict) -> str:
+    """The first two cells: row (with any overrides) and model; one table line per label."""
+    settings = f" ({', '.join(summary['overrides'])})" if summary.get("overrides") else ""
+    return f"| {summary['row']}{settings} | {summary['model']} |"
+
+
+def table_line(summary: dict) -> str:
+    """One markdown table line of a summary (ours or a competitor's, same keys)."""
+    zero_shot = ", ".join(f"{entry['resolution'][0]}: {entry['rel_l2']:.4f}" for entry in summary["zero_shot"].values())
+    return (f"{_label(summary)} {summary['paper_rel_l2']} | "
+            f"{summary['test_rel_l2']:.4f} | {zero_shot or '-'} | {summary['parameters']:,} | {summary['epochs']} | "
+            f"{summary['seconds_per_epoch']:.2f} | {summary['wall_seconds'] / 60:.1f} min | {summary['hardware']} | "
+            f"{summary['date']} | {summary['commit']} |")
+
+
+def record_row(results_file: Path, summary: dict) -> None:
+    """Put a summary's line in the results file's paper table, replacing the line of the same row and model."""
+    results_file = Path(results_file)
+    text = results_file.read_text() if results_file.exists() else "# Measured results\n"
+    key = _label(summary)
+    if TABLE_HEADING not in text:
+        text = text.rstrip("\n") + f"\n\n{TABLE_HEADING}\n\n{TABLE_HEADER}\n"
+    head, _, rest = text.partition(TABLE_HEADING)
+    section, separator, tail = rest.partition("\n## ")
+    lines = [existing for existing in section.split("\n") if not existing.startswith(key)]
+    table_end = max(i for i, existing in enumerate(lines) if existing.startswith("|")) + 1
+    lines.insert(table_end, table_line(summary))
+    results_file.write_text(head + TABLE_HEADING + "\n".join(lines) + separator + tail)

@@ -1,0 +1,58 @@
+"""`oplearn reproduce`: a paper row end to end on a tiny version of its config, and its results table."""
+
+import json
+
+import pytest
+
+from oplearn.errors import ConfigError
+from oplearn.reproduce import TABLE_HEADING, paper_config, paper_rows, reproduce
+
+from helpers import assert_user_error
+
+
+def tiny_darcy(tmp_path):
+    """The darcy row shrunk: 12 samples at 13x13, zero-shot sets at 17 and 25, two epochs of a small FNO."""
+    overrides = [f"data.{name}.path={tmp_path / name}.h5" for name in ("train", "test")]
+    overrides += ["data.train.n=12", "data.test.n=4", "data.train.resolution=13", "data.test.resolution=13",
+                  "data.train.params.oversample=2", "data.test.params.oversample=2",
+                  "model.width=8", "model.modes=[4,4]", "train.epochs=2", "train.batch_size=4"]
+    for name, resolution in (("test_141", 17), ("test_211", 25), ("test_421", 25)):
+        overrides += [f"data.extra_tests.{name}.path={tmp_path / name}.h5", f"data.extra_tests.{name}.n=4",
+                      f"data.extra_tests.{name}.resolution={resolution}",
+                      f"data.extra_tests.{name}.params.oversample=1"]
+    return overrides
+
+
+def test_every_packaged_row_is_a_valid_config_with_the_paper_settings():
+    for row in paper_rows():
+        config = paper_config(row)
+        assert config.train.epochs == 500 and config.train.batch_size == 20 and config.train.lr == 1e-3
+        assert config.train.scheduler == "step" and config.train.step_size == 100 and config.train.gamma == 0.5
+        assert config.data.train.n == 1000
+    assert paper_config("burgers").model.hyperparameters()["modes"] == [16]
+    assert paper_config("darcy").data.train.params["oversample"] == 5  # (85 - 1) * 5 + 1 = 421
+
+
+def test_darcy_row_end_to_end_writes_json_figure_and_one_table_line(tmp_path):
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# Measured results\n\n## Something else\n\ntext\n")
+    overrides = tiny_darcy(tmp_path)
+    summary = reproduce("darcy", tmp_path / "run", overrides, results, progress=False)
+    saved = json.loads((tmp_path / "run" / "paper_row.json").read_text())
+    assert saved["test_rel_l2"] == summary["test_rel_l2"] < 1.0
+    assert saved["paper_rel_l2"] == 0.0108 and saved["epochs"] == 2 and saved["parameters"] > 0
+    assert sorted(entry["resolution"][0] for entry in saved["zero_shot"].values()) == [17, 25, 25]
+    assert (tmp_path / "run" / "figures" / "zero_shot.png").stat().st_size > 10_000
+    # A second run of the same row and settings replaces its line; the other section is kept.
+    reproduce("darcy", tmp_path / "run", overrides, results, overwrite=True, progress=False)
+    text = results.read_text()
+    assert text.count(TABLE_HEADING) == 1 and "## Something else\n\ntext" in text
+    lines = [line for line in text.splitlines() if line.startswith("| darcy")]
+    assert len(lines) == 1 and f"{summary['parameters']:,}" in lines[0]
+
+
+def test_unknown_row_is_a_one_line_error(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="choose one of: burgers, darcy"):
+        paper_config("kuramoto")
+    assert_user_error(capsys, "unknown paper row", "reproduce", "kuramoto", "--out", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
