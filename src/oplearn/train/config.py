@@ -78,6 +78,7 @@ class OptimConfig(_Strict):
     precision: Literal["fp32", "mixed"] = "fp32"  # mixed: bf16 autocast, FFTs in fp32 (oplearn.precision)
     tf32: bool = False  # TF32 CUDA matmuls in fp32 mode
     compile: bool = False  # torch.compile the model for training (evaluation and checkpoints use the module)
+    task: Literal["supervised", "recurrent", "space_time"] = "supervised"  # see oplearn.train.task
 
 
 class StageConfig(_Strict):

@@ -37,7 +37,7 @@ from oplearn.models import build
 from oplearn.train.checkpoint import Checkpoint
 from oplearn.train.config import Config, load_config
 from oplearn.train.distributed import resolve_device
-from oplearn.train.task import ResidualTask, SupervisedTask
+from oplearn.train.task import RecurrentTask, ResidualTask, SpaceTimeTask, SupervisedTask
 
 CHECKPOINT = Path("checkpoints") / "last.safetensors"
 
@@ -50,9 +50,37 @@ def _checkpoint(run: Path) -> Checkpoint:
     return Checkpoint(run / CHECKPOINT)
 
 
+def _steps(config: Config, channels) -> tuple[int, int]:
+    """``(channels per snapshot, output snapshots)`` of a time task's data."""
+    steps_in, steps_out = len(config.data.train.input_steps), len(config.data.train.output_steps)
+    per_step = channels[0] // steps_in
+    if channels[0] != per_step * steps_in or channels[1] != per_step * steps_out:
+        raise ConfigError(f"train.task {config.train.task} needs snapshots of equal channels in and out; the data has "
+                          f"{channels[0]} input channels for {steps_in} input_steps and {channels[1]} output "
+                          f"channels for {steps_out} output_steps")
+    return per_step, steps_out
+
+
 def _build(config: Config, channels) -> nn.Module:
+    """The model for data of ``channels = (in, out)``; a time task's model maps snapshots to one snapshot."""
+    if config.train.task != "supervised":
+        channels = (channels[0], _steps(config, channels)[0])
     return build(config.model.name, in_channels=channels[0], out_channels=channels[1],
                  **config.model.hyperparameters())
+
+
+def _fresh_task(config: Config, train: FieldDataset) -> SupervisedTask:
+    normalize = config.data.normalize_inputs, config.data.normalize_outputs
+    if config.train.task == "supervised":
+        return SupervisedTask.fitted_on(train, *normalize)
+    per_step, steps_out = _steps(config, train.channels)
+    if config.train.task == "space_time":
+        modes, dim = config.model.hyperparameters().get("modes"), len(train.resolution)
+        if modes is not None and len(modes) != dim + 1:
+            raise ConfigError(f"train.task space_time adds a time axis: model.modes needs {dim + 1} entries for "
+                              f"{dim}-D data, got {list(modes)}")
+        return SpaceTimeTask.fitted_on(train, steps_out, *normalize)
+    return RecurrentTask(steps_out, per_step)
 
 
 def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Config, nn.Module, SupervisedTask]:
@@ -69,7 +97,8 @@ def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Conf
     if config.stage is not None and config.stage.recipe == "specboost":
         _, base, base_task = load_run(config.stage.base_run, device)
         return config, model, ResidualTask.from_state(checkpoint.extra(), base, base_task)
-    return config, model, SupervisedTask.from_state(checkpoint.extra())
+    task = {"supervised": SupervisedTask, "recurrent": RecurrentTask, "space_time": SpaceTimeTask}[config.train.task]
+    return config, model, task.from_state(checkpoint.extra())
 
 
 def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn.Module, SupervisedTask, Config]:
@@ -80,9 +109,11 @@ def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn
     """
     torch.manual_seed(config.seed)
     stage = config.stage
+    if stage is not None and config.train.task != "supervised":
+        raise ConfigError(f"stage recipes continue supervised runs; train.task {config.train.task} trains from scratch")
     if stage is None:
         model = _build(config, train.channels).to(device)
-        task = SupervisedTask.fitted_on(train, config.data.normalize_inputs, config.data.normalize_outputs)
+        task = _fresh_task(config, train)
     elif stage.recipe == "specboost":
         _, base, base_task = load_run(stage.base_run, device)
         for parameter in base.parameters():

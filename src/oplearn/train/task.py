@@ -1,8 +1,18 @@
 """What one batch means: the supervised map from input to output functions.
 
 A task turns a batch into predictions and per-sample losses; the training
-loop knows nothing else about the problem. Time-stepping and physics-informed
-tasks will sit beside this one.
+loop knows nothing else about the problem (``train.task`` in the config):
+
+* ``supervised``: a model maps input functions to output functions.
+* ``recurrent``: time stepping, one snapshot at a time from the last k, rolled out
+  (the FNO paper's "FNO-2D" for Navier-Stokes).
+* ``space_time``: one (d+1)-dimensional model maps the first k snapshots to all
+  later ones at once (the FNO paper's "FNO-3D").
+
+For the time tasks a batch holds the k input snapshots stacked as channels,
+``(b, k*C, *grid)``, and the T output snapshots, ``(b, T*C, *grid)``
+(``data.*.input_steps`` / ``output_steps``); scores are the relative L2 error of
+the whole predicted trajectory.
 """
 
 from __future__ import annotations
@@ -126,3 +136,65 @@ class ResidualTask(SupervisedTask):
     def from_state(cls, tensors: dict[str, torch.Tensor], base: nn.Module,
                    base_task: SupervisedTask) -> "ResidualTask":
         return cls(base, base_task, ChannelNormalizer.from_state(tensors, "normalizer.residual"))
+
+
+class RecurrentTask(SupervisedTask):
+    """Autoregressive time stepping: ``model: (b, k*C, *grid) -> (b, C, *grid)``, the next snapshot from the last k.
+
+    ``predict`` rolls the model out for T steps from the k input snapshots, feeding its own
+    predictions back (no teacher forcing, in training as at test; backpropagation runs
+    through the whole rollout) and returns ``(b, T*C, *grid)``. Nothing is normalized:
+    predictions are fed back as inputs, so inputs and outputs share one scale.
+    """
+
+    def __init__(self, steps_out: int, channels_per_step: int, loss: str = "relative_l2"):
+        super().__init__(None, None, loss)
+        self.steps_out, self.channels_per_step = steps_out, channels_per_step
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        window, snapshots = inputs, []
+        for _ in range(self.steps_out):
+            snapshots.append(model(window))
+            window = torch.cat([window[:, self.channels_per_step:], snapshots[-1]], dim=1)
+        return torch.cat(snapshots, dim=1)
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {"task.steps_out": torch.tensor(self.steps_out), "task.channels_per_step": torch.tensor(self.channels_per_step)}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor]) -> "RecurrentTask":
+        return cls(int(tensors["task.steps_out"]), int(tensors["task.channels_per_step"]))
+
+
+class SpaceTimeTask(SupervisedTask):
+    """A space-time operator: ``model: (b, k*C, *grid, T) -> (b, C, *grid, T)``, a (d+1)-dimensional model.
+
+    The k input snapshots (normalized channels) are repeated along a new last axis of
+    length T, the output snapshots' time axis (the model's grid channels tell the times
+    apart); the model's output is returned as ``(b, T*C, *grid)`` and decoded per channel.
+    """
+
+    def __init__(self, input_normalizer, output_normalizer, steps_out: int, loss: str = "relative_l2"):
+        super().__init__(input_normalizer, output_normalizer, loss)
+        self.steps_out = steps_out
+
+    @classmethod
+    def fitted_on(cls, train: FieldDataset, steps_out: int, normalize_inputs: bool = True,
+                  normalize_outputs: bool = True) -> "SpaceTimeTask":
+        plain = SupervisedTask.fitted_on(train, normalize_inputs, normalize_outputs)
+        return cls(plain.input_normalizer, plain.output_normalizer, steps_out)
+
+    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+        if self.input_normalizer is not None:
+            inputs = self.input_normalizer.encode(inputs)
+        outputs = model(inputs[..., None].expand(*inputs.shape, self.steps_out))  # (b, C, *grid, T)
+        outputs = outputs.movedim(-1, 1).flatten(1, 2)  # (b, T*C, *grid), time-major like the targets
+        return self.output_normalizer.decode(outputs) if self.output_normalizer is not None else outputs
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return {**super().state(), "task.steps_out": torch.tensor(self.steps_out)}
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor]) -> "SpaceTimeTask":
+        plain = SupervisedTask.from_state(tensors)
+        return cls(plain.input_normalizer, plain.output_normalizer, int(tensors["task.steps_out"]))

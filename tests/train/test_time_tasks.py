@@ -1,0 +1,90 @@
+"""Time-dependent training modes: recurrent rollout (FNO-2D) and space-time (FNO-3D) on real Navier-Stokes data."""
+
+import json
+
+import pytest
+import torch
+from torch import nn
+
+from oplearn.data.generate import generate
+from oplearn.errors import ConfigError
+from oplearn.train import fit
+from oplearn.train.evaluation import evaluate_run
+from oplearn.train.recipes import load_run
+from oplearn.train.task import RecurrentTask, SpaceTimeTask
+
+
+class NextIsLastPlusOne(nn.Module):
+    """A 'model' whose next snapshot is the last one plus one: (b, k*C, *grid) -> (b, C, *grid)."""
+
+    def __init__(self, channels_per_step):
+        super().__init__()
+        self.c = channels_per_step
+
+    def forward(self, window):
+        return window[:, -self.c:] + 1
+
+
+def test_recurrent_rollout_feeds_predictions_back():
+    task = RecurrentTask(steps_out=4, channels_per_step=2)
+    inputs = torch.zeros(3, 3 * 2, 5, 5)  # k = 3 snapshots of 2 channels
+    inputs[:, -2:] = 10.0
+    predicted = task.predict(NextIsLastPlusOne(2), inputs)
+    assert predicted.shape == (3, 4 * 2, 5, 5)
+    for step in range(4):
+        assert torch.all(predicted[:, 2 * step:2 * step + 2] == 11.0 + step)  # built on its own predictions
+
+
+def test_space_time_outputs_are_time_major_like_the_targets():
+    class TimeIndex(nn.Module):  # (b, k, x, y, T) -> (b, 2, x, y, T) holding t and 100 + t
+        def forward(self, x):
+            t = torch.arange(x.shape[-1], dtype=x.dtype).expand(*x.shape[:1], 1, *x.shape[2:])
+            return torch.cat([t, 100 + t], dim=1)
+
+    task = SpaceTimeTask(None, None, steps_out=3)
+    predicted = task.predict(TimeIndex(), torch.zeros(2, 4, 6, 6))
+    assert predicted.shape == (2, 3 * 2, 6, 6)
+    assert predicted[0, :, 0, 0].tolist() == [0, 100, 1, 101, 2, 102]  # (step, channel), step-major
+
+
+@pytest.fixture(scope="module")
+def vorticity_files(tmp_path_factory):
+    root = tmp_path_factory.mktemp("ns")
+    params = {"final_time": 1.0, "n_times": 6, "solver_resolution": 32}
+    return {name: str(generate("navier_stokes", n, 16, seed=seed, out=root / f"{name}.h5", params=params,
+                               workers=1, progress=False))
+            for name, n, seed in (("train", 12, 1), ("test", 4, 2))}
+
+
+def time_config(vorticity_files, task, modes):
+    steps = {"input_steps": [0, 1, 2], "output_steps": [3, 4, 5, 6]}
+    return {"seed": 0, "device": "cpu",
+            "data": {"train": {"path": vorticity_files["train"], **steps}, "test": {"path": vorticity_files["test"], **steps}},
+            "model": {"name": "fno", "modes": modes, "width": 8, "n_layers": 2, "projection_channels": 16},
+            "train": {"epochs": 8, "batch_size": 4, "lr": 0.01, "task": task}}
+
+
+@pytest.mark.parametrize("task, modes", [("recurrent", [4, 4]), ("space_time", [4, 4, 2])])
+def test_time_tasks_train_reload_and_evaluate(vorticity_files, tmp_path, task, modes):
+    config = time_config(vorticity_files, task, modes)
+    results = fit(config, tmp_path / task, progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / task / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["train_loss"] < 0.9 * metrics[0]["train_loss"]  # it learns, through the whole rollout
+    assert results["test"]["rel_l2"] < 0.9 * metrics[0]["test_rel_l2"]
+    _, model, loaded = load_run(tmp_path / task, "cpu")
+    assert type(loaded).__name__ == {"recurrent": "RecurrentTask", "space_time": "SpaceTimeTask"}[task]
+    assert model.in_channels == 3 and model.out_channels == 1  # snapshots in, one snapshot (per time) out
+    assert evaluate_run(tmp_path / task)["test"]["rel_l2"] == pytest.approx(results["test"]["rel_l2"], rel=1e-5)
+
+
+def test_space_time_model_needs_one_more_axis(vorticity_files, tmp_path):
+    with pytest.raises(ConfigError, match="model.modes needs 3 entries for 2-D data"):
+        fit(time_config(vorticity_files, "space_time", [4, 4]), tmp_path / "bad", progress=False)
+    assert not (tmp_path / "bad").exists()
+
+
+def test_stage_recipes_refuse_time_tasks(vorticity_files, tmp_path):
+    config = time_config(vorticity_files, "recurrent", [4, 4])
+    config["stage"] = {"base_run": str(tmp_path / "none"), "recipe": "specboost"}
+    with pytest.raises(ConfigError, match="stage recipes continue supervised runs"):
+        fit(config, tmp_path / "stage", progress=False)
