@@ -26,11 +26,20 @@ def tiny_darcy(tmp_path):
 def test_every_packaged_row_is_a_valid_config_with_the_paper_settings():
     for row in paper_rows():
         config = paper_config(row)
-        assert config.train.epochs == 500 and config.train.batch_size == 20 and config.train.lr == 1e-3
+        assert config.train.epochs == 500 and config.train.lr == 1e-3
+        assert config.train.batch_size == (10 if config.train.task == "space_time" else 20)
         assert config.train.scheduler == "step" and config.train.step_size == 100 and config.train.gamma == 0.5
         assert config.data.train.n == 1000
     assert paper_config("burgers").model.hyperparameters()["modes"] == [16]
     assert paper_config("darcy").data.train.params["oversample"] == 5  # (85 - 1) * 5 + 1 = 421
+    for nu, final_time in (("1e-3", 50), ("1e-4", 30), ("1e-5", 20)):
+        recurrent, space_time = paper_config(f"ns_{nu}_fno2d"), paper_config(f"ns_{nu}_fno3d")
+        assert recurrent.train.task == "recurrent" and space_time.train.task == "space_time"
+        for config in (recurrent, space_time):
+            assert config.data.train.input_steps == list(range(1, 11))  # t = 1..10 in
+            assert config.data.train.output_steps == list(range(11, final_time + 1))
+            assert config.data.train.params["solver_resolution"] == 256 and config.data.train.resolution == 64
+        assert recurrent.data.train.path == space_time.data.train.path  # one data set per viscosity
 
 
 def test_darcy_row_end_to_end_writes_json_figure_and_one_table_line(tmp_path):
@@ -52,7 +61,7 @@ def test_darcy_row_end_to_end_writes_json_figure_and_one_table_line(tmp_path):
 
 
 def test_unknown_row_is_a_one_line_error(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="choose one of: burgers, darcy"):
+    with pytest.raises(ConfigError, match="choose one of: burgers, darcy, ns_1e-3_fno2d"):
         paper_config("kuramoto")
     assert_user_error(capsys, "unknown paper row", "reproduce", "kuramoto", "--out", tmp_path / "x")
     assert not (tmp_path / "x").exists()

@@ -129,7 +129,7 @@ def train(config, overrides, out, resume, overwrite):
 @click.option("--resume", is_flag=True, help="Continue from the run's last checkpoint.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run directory.")
 def reproduce(row, overrides, out, results_file, resume, overwrite):
-    """Reproduce a row of the FNO paper's table (burgers, darcy): data, training, zero-shot tests."""
+    """Reproduce a row of the FNO paper's table (burgers, darcy, ns_1e-3_fno2d, ...): data, training, zero-shot tests."""
     from oplearn.reproduce import reproduce as run_row
 
     default = Path("benchmarks/RESULTS.md")

@@ -89,3 +89,13 @@ def test_checkpointed_blocks_give_the_same_gradients_while_saving_fewer_tensors(
     for (name, a), b in zip(plain.named_parameters(), checkpointed.parameters()):
         torch.testing.assert_close(a.grad, b.grad, rtol=1e-12, atol=1e-14, msg=name)
     assert saved["checkpointed"] < 0.5 * saved["plain"]
+
+
+def test_padding_per_axis_pads_only_the_axes_asked_for():
+    model = FNO(1, 1, modes=(3, 3, 3), width=4, n_layers=1, padding=[0.0, 0.0, 0.15])
+    seen = []
+    model.blocks[0].register_forward_hook(lambda module, args, output: seen.append(tuple(args[0].shape[2:])))
+    assert model(torch.randn(1, 1, 8, 8, 40)).shape == (1, 1, 8, 8, 40)
+    assert seen == [(8, 8, 45)]  # round(1.15 * 39) = 45 points on the time axis, none in space
+    with pytest.raises(ConfigError, match="one per axis"):
+        FNO(1, 1, modes=(3, 3), padding=[0.1, 0.1, 0.1])

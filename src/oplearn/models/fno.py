@@ -91,6 +91,8 @@ class FNO(nn.Module):
         padding: zero padding at the end of each axis as a fraction of the domain
             length, for non-periodic problems: the Fourier layers then see a period
             of about ``1 + padding`` at every resolution (see ``padding_points``).
+            One number for every axis, or one per axis (e.g. ``[0, 0, 0.15]``: only time
+            is padded in a space-time FNO on periodic space).
         grid: append the d grid coordinates to the input channels.
         projection_channels: hidden width of the projection MLP.
         mixer: "linear" (the paper's 1x1 maps) or "kan" (KANLinear over channels for the
@@ -119,7 +121,7 @@ class FNO(nn.Module):
         width: int = 32,
         n_layers: int = 4,
         activation: str = "gelu",
-        padding: float = 0.0,
+        padding: float | Sequence[float] = 0.0,
         grid: bool = True,
         projection_channels: int = 128,
         mixer: str = "linear",
@@ -140,8 +142,10 @@ class FNO(nn.Module):
             raise ConfigError(f"modes must list 1 to 3 integers (one per spatial axis), got {modes}")
         if width < 1 or n_layers < 1 or in_channels < 1 or out_channels < 1:
             raise ConfigError("width, n_layers, in_channels and out_channels must be positive")
-        if not 0.0 <= padding < 1.0:
-            raise ConfigError(f"padding is a fraction of each axis in [0, 1), got {padding}")
+        paddings = tuple(float(p) for p in padding) if isinstance(padding, Sequence) else (float(padding),) * len(modes)
+        if len(paddings) != len(modes) or not all(0.0 <= p < 1.0 for p in paddings):
+            raise ConfigError(f"padding is a fraction of each axis in [0, 1), one number or one per axis "
+                              f"({len(modes)}), got {padding}")
         kan_options = {"basis": kan_basis, "grid_size": kan_grid_size, "order": kan_order}
         if mixer not in MIXERS:
             raise ConfigError(f"unknown mixer '{mixer}'; choose one of: {', '.join(MIXERS)}")
@@ -153,7 +157,7 @@ class FNO(nn.Module):
         if factorization == "dense" and rank != 1.0:
             raise ConfigError("rank applies only with factorization='tucker' or 'cp'")
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
-        self.padding, self.grid, self.mixer = padding, grid, mixer
+        self.padding, self.paddings, self.grid, self.mixer = padding, paddings, grid, mixer
         self.checkpoint_blocks = checkpoint_blocks
         pointwise = pointwise_maps(mixer, kan_options)
         self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
@@ -193,7 +197,7 @@ class FNO(nn.Module):
         Its old weights stay, the new modes start at zero, so the model's output is
         unchanged until they are trained. Returns the new ``last_modes``.
         """
-        padded = [n + padding_points(n, self.padding) for n in resolution]
+        padded = [n + padding_points(n, p) for n, p in zip(resolution, self.paddings)]
         full = tuple(n // 2 for n in padded[:-1]) + (padded[-1] // 2 + 1,)
         block = self.blocks[-1]
         block.spectral = block.spectral.with_modes(full)
@@ -210,7 +214,7 @@ class FNO(nn.Module):
             coords = grid_coordinates(sizes, dtype=x.dtype, device=x.device)
             x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
         x = self.lifting(x)
-        pads = [padding_points(n, self.padding) for n in sizes]
+        pads = [padding_points(n, p) for n, p in zip(sizes, self.paddings)]
         if any(pads):
             x = F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
         for block in self.blocks:
