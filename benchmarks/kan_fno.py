@@ -1,9 +1,10 @@
-"""KAN-FNO against FNO at (about) equal parameter count on Darcy flow.
+"""KAN-FNO against FNO at (about) equal parameter count on Darcy flow or Burgers.
 
-    python benchmarks/kan_fno.py [--epochs 12] [--seeds 0 1 2] [--threads 1] [--json results.json]
+    python benchmarks/kan_fno.py [--pde darcy|burgers] [--epochs 12] [--seeds 0 1 2] [--threads 1] [--json F]
 
-Data: Darcy flow generated with oplearn (``--n-train`` / ``--n-test`` samples at ``--resolution``,
-kept in ``--data-dir`` and reused). Both models are trained through ``oplearn.train.fit`` with the
+Data generated with oplearn (``--n-train`` / ``--n-test`` samples at ``--resolution``, default 32x32 for
+Darcy, 256 points for Burgers u0 -> u(1) with nu = 0.1, solved on the stored grid; kept in ``--data-dir``
+and reused). Darcy models pad by 10% (non-periodic); Burgers is periodic, no padding. Both models are trained through ``oplearn.train.fit`` with the
 same config except the model section: FNO with ``mixer=linear`` at ``--width``, and
 ``mixer=kan`` (B-spline KANLinear for the lifting, projection and pointwise paths) at the width
 whose parameter count is closest to the FNO's (must match within ``--tolerance``). Reports test
@@ -45,16 +46,21 @@ def matched_kan_model(base: dict, tolerance: float) -> dict:
     return best
 
 
-def darcy_files(args) -> dict[str, Path]:
+# Per PDE: dimension, FNO padding, default grid, solver parameters for a grid of n points.
+PDES = {"darcy": (2, 0.1, 32, lambda n: {}), "burgers": (1, 0.0, 256, lambda n: {"solver_resolution": n})}
+
+
+def data_files(args) -> dict[str, Path]:
     """Generate (once) the train and test sets; returns their paths."""
     data_dir = Path(args.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     files = {}
     for split, n, seed in (("train", args.n_train, 1), ("test", args.n_test, 2)):
-        path = data_dir / f"darcy_{split}_{args.resolution}_{n}.h5"
+        path = data_dir / f"{args.pde}_{split}_{args.resolution}_{n}.h5"
         if not path.exists():
             started = time.perf_counter()
-            generate("darcy", n, args.resolution, seed=seed, out=path, batch=10, progress=False)
+            generate(args.pde, n, args.resolution, seed=seed, out=path, batch=10, progress=False,
+                     params=PDES[args.pde][3](args.resolution))
             print(f"generated {path} in {time.perf_counter() - started:.1f} s", flush=True)
         files[split] = path
     return files
@@ -78,9 +84,10 @@ def train_once(model: dict, seed: int, files: dict[str, Path], args, run_dir: Pa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pde", choices=sorted(PDES), default="darcy")
     parser.add_argument("--n-train", type=int, default=400)
     parser.add_argument("--n-test", type=int, default=100)
-    parser.add_argument("--resolution", type=int, default=32)
+    parser.add_argument("--resolution", type=int, default=None, help="grid points per axis (default: per PDE)")
     parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--batch-size", type=int, default=20)
     parser.add_argument("--lr", type=float, default=1e-3)
@@ -95,13 +102,15 @@ def main() -> None:
     parser.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "oplearn_kan_fno"))
     parser.add_argument("--json", type=Path, help="write the per-run results here")
     args = parser.parse_args()
+    dim, padding, default_resolution, _ = PDES[args.pde]
+    args.resolution = args.resolution or default_resolution
 
-    fno = {"name": "fno", "modes": [args.modes, args.modes], "width": args.width, "n_layers": args.layers,
-           "padding": 0.1, "projection_channels": args.projection_channels}
+    fno = {"name": "fno", "modes": [args.modes] * dim, "width": args.width, "n_layers": args.layers,
+           "padding": padding, "projection_channels": args.projection_channels}
     models = {"FNO (linear mixer)": fno, "KAN-FNO (bspline, grid 5, order 3)": matched_kan_model(fno, args.tolerance)}
     if args.threads:
         torch.set_num_threads(args.threads)
-    files = darcy_files(args)
+    files = data_files(args)
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for name, model in models.items():
@@ -112,7 +121,7 @@ def main() -> None:
                 print(f"{name} seed {seed}: test rel L2 {run['test_rel_l2']:.4f}, "
                       f"{run['epoch_seconds']:.2f} s/epoch", flush=True)
 
-    print(f"\nDarcy {args.resolution}x{args.resolution}, {args.n_train} train / {args.n_test} test, "
+    print(f"\n{args.pde} {'x'.join([str(args.resolution)] * dim)}, {args.n_train} train / {args.n_test} test, "
           f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr} cosine, modes {args.modes}, "
           f"{args.layers} layers, seeds {args.seeds}, device {args.device}, {torch.get_num_threads()} threads\n")
     print("| model | width | parameters | test rel. L2 (mean +- std) | s / epoch |\n| --- | --- | --- | --- | --- |")
