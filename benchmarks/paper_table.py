@@ -190,6 +190,9 @@ def main() -> None:
     out = args.out / args.row
     try:
         config = paper_config(args.row, args.overrides)
+        if config.train.task != "supervised":
+            raise ConfigError(f"{args.row} trains with train.task {config.train.task}; this script covers the "
+                              "supervised rows (burgers, darcy) only")
         for name, source in {"train": config.data.train, "test": config.data.test, **config.data.extra_tests}.items():
             load_source(source, name, progress=True)  # generate missing data outside both timings
         if args.skip_ours:

@@ -42,6 +42,30 @@ def test_every_packaged_row_is_a_valid_config_with_the_paper_settings():
         assert recurrent.data.train.path == space_time.data.train.path  # one data set per viscosity
 
 
+@pytest.mark.parametrize("row", paper_rows())
+def test_every_row_model_runs_at_the_row_shape(row):
+    """Each row's model and task accept the row's data shape (batch 1, zeros), before any data is made."""
+    import math
+
+    import torch
+
+    from oplearn.train.recipes import _build
+    from oplearn.train.task import RecurrentTask, SpaceTimeTask, SupervisedTask
+
+    config = paper_config(row)
+    source = config.data.train
+    steps_in, steps_out = len(source.input_steps), len(source.output_steps)
+    dim = {"burgers": 1}.get(row, 2)
+    channels = (steps_in, steps_out)
+    task = {"supervised": SupervisedTask(None, None), "recurrent": RecurrentTask(steps_out, 1),
+            "space_time": SpaceTimeTask(None, None, steps_out)}[config.train.task]
+    model = _build(config, channels)
+    with torch.no_grad():
+        predicted = task.predict(model, torch.zeros(1, steps_in, *[source.resolution] * dim))
+    assert predicted.shape == (1, steps_out, *[source.resolution] * dim)
+    assert math.isfinite(predicted.abs().max().item())
+
+
 def test_darcy_row_end_to_end_writes_json_figure_and_one_table_line(tmp_path):
     results = tmp_path / "RESULTS.md"
     results.write_text("# Measured results\n\n## Something else\n\ntext\n")
@@ -65,3 +89,18 @@ def test_unknown_row_is_a_one_line_error(tmp_path, capsys):
         paper_config("kuramoto")
     assert_user_error(capsys, "unknown paper row", "reproduce", "kuramoto", "--out", tmp_path / "x")
     assert not (tmp_path / "x").exists()
+
+
+def test_results_table_is_created_under_a_bare_heading_and_keeps_later_sections(tmp_path):
+    from oplearn.reproduce import record_row
+
+    results = tmp_path / "RESULTS.md"
+    results.write_text(f"# Measured results\n\n{TABLE_HEADING}\n\n## Later\n\nkept\n")
+    summary = {"row": "burgers", "model": "oplearn FNO", "paper_rel_l2": 0.0018, "test_rel_l2": 0.002,
+               "zero_shot": {}, "parameters": 10, "epochs": 1, "seconds_per_epoch": 1.0, "wall_seconds": 60.0,
+               "hardware": "cpu", "date": "2026-11-23", "commit": "abc", "overrides": []}
+    record_row(results, summary)
+    record_row(results, {**summary, "test_rel_l2": 0.003})
+    text = results.read_text()
+    assert text.count("| burgers | oplearn FNO |") == 1 and "0.0030" in text and "0.0020" not in text
+    assert text.index(TABLE_HEADING) < text.index("| row |") < text.index("| burgers") < text.index("## Later\n\nkept")

@@ -8,10 +8,11 @@
   loses the high modes' accuracy). Weights, gradients and Adam state stay float32;
   bf16 has float32's exponent range, so no loss scaling is needed.
 - ``tf32``: lets CUDA matmuls and convolutions use TensorFloat-32 (10-bit mantissa
-  inputs, float32 accumulation) in fp32 mode. Off by default; it changes results
-  at about 1e-3 relative and is usually a 2-3x faster GEMM on Ampere and later.
+  inputs, float32 accumulation) for the whole run, evaluation included. Off by
+  default (PyTorch's own settings are then left alone); it changes results at
+  about 1e-3 relative and is usually a 2-3x faster GEMM on Ampere and later.
 
-Evaluation always runs in float32.
+Evaluation runs without autocast.
 """
 
 from __future__ import annotations

@@ -126,6 +126,8 @@ def record_row(results_file: Path, summary: dict) -> None:
         text = text.rstrip("\n") + f"\n\n{TABLE_HEADING}\n\n{TABLE_HEADER}\n"
     head, _, rest = text.partition(TABLE_HEADING)
     section, separator, tail = rest.partition("\n## ")
+    if "\n| --- |" not in section:  # a heading without its table: put the table under it
+        section = f"\n\n{TABLE_HEADER}\n" + section.lstrip("\n")
     lines = [existing for existing in section.split("\n") if not existing.startswith(key)]
     table_end = max(i for i, existing in enumerate(lines) if existing.startswith("|")) + 1
     lines.insert(table_end, table_line(summary))

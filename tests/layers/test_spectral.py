@@ -146,12 +146,17 @@ def test_pruned_transform_gradients_equal_the_full_spectrum_path(modes, sizes):
         assert expected.abs().max() > 1e-3
 
 
-def test_pruned_transforms_pass_gradcheck_and_gradgradcheck():
-    u = torch.randn(1, 2, 6, 7, dtype=torch.float64, requires_grad=True)
-    kept = torch.randn(1, 2, 4, 4, dtype=torch.complex128, requires_grad=True)
-    assert torch.autograd.gradcheck(lambda x: torch.view_as_real(forward_modes(x, (2, 4))), (u,))
-    assert torch.autograd.gradcheck(lambda k: inverse_modes(k, (2, 4), (6, 7)), (kept,))
-    assert torch.autograd.gradgradcheck(lambda x: torch.view_as_real(forward_modes(x, (2, 4))), (u,))
+@pytest.mark.parametrize("sizes, modes", [((6, 7), (2, 4)), ((6, 8), (2, 5))])  # odd; even with Nyquist kept
+def test_pruned_transforms_pass_gradcheck_forward_ad_and_gradgradcheck(sizes, modes):
+    generator = torch.Generator().manual_seed(8)
+    u = torch.randn(1, 2, *sizes, dtype=torch.float64, generator=generator).requires_grad_()
+    kept = torch.randn(1, 2, 2 * modes[0], modes[1], dtype=torch.complex128, generator=generator).requires_grad_()
+    forward = lambda x: torch.view_as_real(forward_modes(x, modes))  # noqa: E731
+    inverse = lambda k: inverse_modes(k, modes, sizes)  # noqa: E731
+    assert torch.autograd.gradcheck(forward, (u,), check_forward_ad=True)  # backward and jvp of both Functions
+    assert torch.autograd.gradcheck(inverse, (kept,), check_forward_ad=True)
+    assert torch.autograd.gradgradcheck(forward, (u,))
+    assert torch.autograd.gradgradcheck(inverse, (kept,))
 
 
 def test_layer_under_torch_func_transforms():

@@ -38,6 +38,7 @@ def test_recurrent_rollout_feeds_predictions_back():
 def test_space_time_outputs_are_time_major_like_the_targets():
     class TimeIndex(nn.Module):  # (b, k, x, y, T) -> (b, 2, x, y, T) holding t and 100 + t
         def forward(self, x):
+            assert x.shape == (2, 4, 6, 6, 3)  # the k input snapshots repeated along a new last (time) axis
             t = torch.arange(x.shape[-1], dtype=x.dtype).expand(*x.shape[:1], 1, *x.shape[2:])
             return torch.cat([t, 100 + t], dim=1)
 
@@ -58,8 +59,10 @@ def vorticity_files(tmp_path_factory):
 
 def time_config(vorticity_files, task, modes):
     steps = {"input_steps": [0, 1, 2], "output_steps": [3, 4, 5, 6]}
+    normalize = task != "recurrent"
     return {"seed": 0, "device": "cpu",
-            "data": {"train": {"path": vorticity_files["train"], **steps}, "test": {"path": vorticity_files["test"], **steps}},
+            "data": {"train": {"path": vorticity_files["train"], **steps}, "test": {"path": vorticity_files["test"], **steps},
+                     "normalize_inputs": normalize, "normalize_outputs": normalize},
             "model": {"name": "fno", "modes": modes, "width": 8, "n_layers": 2, "projection_channels": 16},
             "train": {"epochs": 8, "batch_size": 4, "lr": 0.01, "task": task}}
 
@@ -81,6 +84,25 @@ def test_space_time_model_needs_one_more_axis(vorticity_files, tmp_path):
     with pytest.raises(ConfigError, match="model.modes needs 3 entries for 2-D data"):
         fit(time_config(vorticity_files, "space_time", [4, 4]), tmp_path / "bad", progress=False)
     assert not (tmp_path / "bad").exists()
+
+
+def test_recurrent_loss_sums_the_per_step_losses():
+    task = RecurrentTask(steps_out=2, channels_per_step=1)
+    inputs, targets = torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 4, 4)
+    targets[:, 0], targets[:, 1] = 2.0, 3.0  # the rollout predicts 1 then 2
+    loss = task.per_sample_loss(NextIsLastPlusOne(1), inputs, targets)
+    assert loss.item() == pytest.approx(1 / 2 + 1 / 3)  # |1-2|/2 + |2-3|/3: relative L2 per step, summed
+
+
+def test_recurrent_refuses_normalization_and_space_time_needs_the_grid(vorticity_files, tmp_path):
+    config = time_config(vorticity_files, "recurrent", [4, 4])
+    config["data"]["normalize_inputs"] = True
+    with pytest.raises(ConfigError, match="normalizes nothing"):
+        fit(config, tmp_path / "a", progress=False)
+    config = time_config(vorticity_files, "space_time", [4, 4, 2])
+    config["model"]["grid"] = False
+    with pytest.raises(ConfigError, match="needs model.grid: true"):
+        fit(config, tmp_path / "b", progress=False)
 
 
 def test_stage_recipes_refuse_time_tasks(vorticity_files, tmp_path):

@@ -154,7 +154,7 @@ def forward_modes(x: torch.Tensor, modes: Sequence[int]) -> torch.Tensor:
     if x.dtype in (torch.float16, torch.bfloat16):
         x = x.float()
     spectrum = _TruncatedRFFT.apply(x, modes[-1])
-    for axis in range(x.ndim - 2, 1, -1):  # the most-pruned axes first: each transform sees fewer lines
+    for axis in range(x.ndim - 2, 1, -1):  # every transform runs on a tensor already cut on the later axes
         m, n = modes[axis - 2], spectrum.shape[axis]
         spectrum = torch.fft.fft(spectrum, dim=axis)
         spectrum = torch.cat([spectrum.narrow(axis, 0, m), spectrum.narrow(axis, n - m, m)], dim=axis)

@@ -54,7 +54,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
         error = task.evaluate(model, dataset, device)
         inputs, targets = dataset.batch(range(min(len(dataset), SPECTRUM_SAMPLES)))
         with torch.no_grad():
-            predictions = torch.cat([task.predict(model, part.to(device)).cpu() for part in inputs.split(64)])
+            predictions = torch.cat([task.predict(model, part.to(device)).cpu()
+                                     for part in inputs.split(task.evaluation_batch(dataset.resolution))])
         title = f"{name}: grid {dataset.resolution}, test relative L2 {error:.4f}"
         figure = plot_prediction(inputs[0].numpy(), targets[0].numpy(), predictions[0].numpy(),
                                  run / "figures" / f"{name}.png", title=title)

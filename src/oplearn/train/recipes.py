@@ -79,7 +79,13 @@ def _fresh_task(config: Config, train: FieldDataset) -> SupervisedTask:
         if modes is not None and len(modes) != dim + 1:
             raise ConfigError(f"train.task space_time adds a time axis: model.modes needs {dim + 1} entries for "
                               f"{dim}-D data, got {list(modes)}")
+        if config.model.hyperparameters().get("grid") is False:
+            raise ConfigError("train.task space_time needs model.grid: true (the time coordinate tells the repeated "
+                              "input snapshots apart)")
         return SpaceTimeTask.fitted_on(train, steps_out, *normalize)
+    if any(normalize):
+        raise ConfigError("train.task recurrent feeds its predictions back as inputs and normalizes nothing: set "
+                          "data.normalize_inputs and data.normalize_outputs to false")
     return RecurrentTask(steps_out, per_step)
 
 

@@ -17,11 +17,16 @@ the whole predicted trajectory.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import nn
 
 from oplearn.data.dataset import ChannelMoments, ChannelNormalizer, FieldDataset
 from oplearn.losses import get_loss, relative_lp_loss
+
+
+EVALUATION_POINTS = 1 << 22  # model grid points per evaluation batch: ~2 GiB per 128-channel float32 activation
 
 
 class SupervisedTask:
@@ -62,13 +67,21 @@ class SupervisedTask:
         """``(batch,)`` relative L2 errors of the prediction: the score every run reports."""
         return relative_lp_loss(self.predict(model, inputs), targets, reduction="none")
 
+    def model_points(self, resolution) -> int:
+        """Grid points of one sample as the model sees it (sets evaluation batch sizes)."""
+        return math.prod(resolution)
+
+    def evaluation_batch(self, resolution) -> int:
+        """Samples per evaluation batch: 64, fewer on fine grids (about 4M model grid points per batch)."""
+        return max(1, min(64, EVALUATION_POINTS // self.model_points(resolution)))
+
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, data: FieldDataset, device: torch.device, batch_size: int = 64) -> float:
+    def evaluate(self, model: nn.Module, data: FieldDataset, device: torch.device) -> float:
         """Mean relative L2 error over a dataset."""
         was_training = model.training
         model.eval()
         total = 0.0
-        for inputs, targets in data.batches(batch_size):
+        for inputs, targets in data.batches(self.evaluation_batch(data.resolution)):
             inputs, targets = inputs.to(device), targets.to(device)
             total += self.per_sample_error(model, inputs, targets).sum().item()
         model.train(was_training)
@@ -151,6 +164,21 @@ class RecurrentTask(SupervisedTask):
         super().__init__(None, None, loss)
         self.steps_out, self.channels_per_step = steps_out, channels_per_step
 
+    @classmethod
+    def fitted_on(cls, *args, **kwargs):
+        raise TypeError("RecurrentTask fits nothing (no normalizers); construct it with RecurrentTask(steps_out, "
+                        "channels_per_step)")
+
+    def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """``(batch,)``: the sum over the T steps of each step's loss, the FNO paper's FNO-2D objective.
+
+        Scores (``per_sample_error``) stay the relative L2 error of the whole trajectory.
+        """
+        loss, c = get_loss(self.loss), self.channels_per_step
+        predicted = self.predict(model, inputs)
+        return sum(loss(predicted[:, t * c:(t + 1) * c], targets[:, t * c:(t + 1) * c], reduction="none")
+                   for t in range(self.steps_out))
+
     def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         window, snapshots = inputs, []
         for _ in range(self.steps_out):
@@ -183,6 +211,9 @@ class SpaceTimeTask(SupervisedTask):
                   normalize_outputs: bool = True) -> "SpaceTimeTask":
         plain = SupervisedTask.fitted_on(train, normalize_inputs, normalize_outputs)
         return cls(plain.input_normalizer, plain.output_normalizer, steps_out)
+
+    def model_points(self, resolution) -> int:
+        return math.prod(resolution) * self.steps_out
 
     def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         if self.input_normalizer is not None:

@@ -9,6 +9,7 @@ uninterrupted run on CPU: the data order depends only on ``(seed, epoch)``.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -22,10 +23,10 @@ from tqdm.auto import tqdm
 from oplearn.data.dataset import FieldDataset
 from oplearn.data.generate import generate
 from oplearn.errors import ConfigError, DataError, TrainingError
+from oplearn.precision import autocast, tf32_matmuls
 from oplearn.train import distributed
 from oplearn.train.checkpoint import Checkpoint, save_checkpoint
 from oplearn.train.config import Config, DataSource, dump_config, load_config, validate
-from oplearn.precision import autocast, tf32_matmuls
 from oplearn.train.recipes import CHECKPOINT, setup
 
 
@@ -117,7 +118,7 @@ def fit(config: Config | dict | str | Path, out: str | Path, *, resume: bool = F
     out = Path(out)
     context = distributed.setup(config.device)
     try:
-        with tf32_matmuls(config.train.tf32):
+        with tf32_matmuls(True) if config.train.tf32 else contextlib.nullcontext():
             return _fit(config, out, context, resume, overwrite, progress, list(callbacks))
     finally:
         distributed.teardown(context)
