@@ -44,6 +44,7 @@ How the runs are matched:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import statistics
 import sys
@@ -142,7 +143,8 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -
     trained = torch.compile(model) if config.train.compile else model
     context, metrics = distributed.Context(device=device), []
     out.mkdir(parents=True, exist_ok=True)
-    with tf32_matmuls(config.train.tf32), open(out / f"{stem(padding_kind)}_metrics.jsonl", "w") as log:
+    tf32 = tf32_matmuls(True) if config.train.tf32 else contextlib.nullcontext()  # as oplearn.train.fit
+    with tf32, open(out / f"{stem(padding_kind)}_metrics.jsonl", "w", buffering=1) as log:
         for epoch in range(config.train.epochs):
             epoch_start, total = time.perf_counter(), 0.0
             trained.train()
