@@ -132,6 +132,7 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -
     """Train and evaluate neuralop's FNO exactly as ``oplearn reproduce`` trains ours; returns its summary."""
     config = paper_config(row, overrides)
     device = distributed.resolve_device(config.device)
+    revision = commit()  # the code that runs, even if the tree moves on during a long run
     started = time.perf_counter()
     train, test = load_source(config.data.train, "train"), load_source(config.data.test, "test")
     task = SupervisedTask.fitted_on(train, config.data.normalize_inputs, config.data.normalize_outputs)
@@ -172,7 +173,7 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -
             "zero_shot": zero_shot, "parameters": spectral.count_params(theirs), "epochs": config.train.epochs,
             "seconds_per_epoch": statistics.median(m["epoch_seconds"] for m in metrics),
             "wall_seconds": time.perf_counter() - started, "hardware": hardware(),
-            "date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "commit": commit(), "overrides": list(overrides)}
+            "date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "commit": revision, "overrides": list(overrides)}
 
 
 def main() -> None:
