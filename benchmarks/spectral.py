@@ -43,7 +43,6 @@ import contextlib
 import datetime
 import shlex
 import statistics
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -54,6 +53,7 @@ import torch.nn.functional as F
 from oplearn.analysis.memory import measured_cpu_peak
 from oplearn.losses import relative_lp_loss
 from oplearn.models import build
+from oplearn.reproduce import commit, device_name
 
 
 @dataclass(frozen=True)
@@ -285,20 +285,9 @@ def text_block(row: list[str]) -> str:
 
 def environment(device, neuralop_version: str, args) -> str:
     """Hardware, versions, threads, date, commit, precision and the exact command line (for RESULTS.md)."""
-    if device.type == "cuda":
-        hardware = torch.cuda.get_device_name(device)
-    else:
-        with open("/proc/cpuinfo") as info:
-            names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
-        hardware = names[0] if names else "unknown CPU"
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        commit = "unknown"
-    return (f"{hardware}; torch {torch.__version__}, neuraloperator {neuralop_version}, "
+    return (f"{device_name(device)}; torch {torch.__version__}, neuraloperator {neuralop_version}, "
             f"{torch.get_num_threads()} threads; {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC; "
-            f"commit {commit}; precision {args.precision}{', ours compiled' if args.compile else ''}\n\n"
+            f"commit {commit()}; precision {args.precision}{', ours compiled' if args.compile else ''}\n\n"
             f"`python {shlex.join(sys.argv)}`")
 
 

@@ -54,15 +54,23 @@ def paper_config(row: str, overrides: list[str] = ()) -> Config:
     return validate(apply_overrides(raw, list(overrides)))
 
 
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return torch.cuda.get_device_name()
+def device_name(device: torch.device) -> str:
+    """The GPU's name for a CUDA device, else the CPU model (from /proc/cpuinfo where there is one)."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
     try:
         with open("/proc/cpuinfo") as info:
             names = [line.split(":", 1)[1].strip() for line in info if line.startswith("model name")]
     except OSError:
         names = []
-    return f"{names[0] if names else platform.machine()}, {torch.get_num_threads()} threads"
+    return names[0] if names else platform.machine()
+
+
+def hardware() -> str:
+    """What a run ran on: the GPU when there is one, else the CPU model and torch's thread count."""
+    if torch.cuda.is_available():
+        return device_name(torch.device("cuda"))
+    return f"{device_name(torch.device('cpu'))}, {torch.get_num_threads()} threads"
 
 
 def commit() -> str:
