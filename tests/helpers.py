@@ -31,3 +31,25 @@ def band_limited(n, dim, coefficients):
     for k, a, phi in coefficients:
         u += a * torch.cos(2 * torch.pi * sum(kk * g for kk, g in zip(k, grids)) + phi)
     return u
+
+
+def assert_resolution_invariant(layer, dim, coarse, channels=2):
+    """``layer`` gives the same output on the coarse grid and on every other point of a twice finer one.
+
+    The input is band-limited: mostly wavenumbers a 4-mode layer keeps (|k| <= 3), a few it drops
+    (up to 6, below the coarse Nyquist), so both grids hold it exactly.
+    """
+    generator = torch.Generator().manual_seed(1)
+    bounds = [3] * 6 + [6] * 2
+    coefficients = [
+        [(tuple(torch.randint(-b, b + 1, (dim,), generator=generator).tolist()), float(a), float(p))
+         for b, a, p in zip(bounds, torch.randn(8, generator=generator), torch.rand(8, generator=generator) * 6)]
+        for _ in range(channels)
+    ]
+    outputs = []
+    for n in (coarse, 2 * coarse):
+        u = torch.stack([band_limited(n, dim, c) for c in coefficients]).float()[None]
+        outputs.append(layer(u).detach())
+    fine_on_coarse = outputs[1][(..., *[slice(None, None, 2)] * dim)]
+    assert torch.abs(fine_on_coarse - outputs[0]).max() < 1e-5
+    assert outputs[0].abs().max() > 0.1  # the comparison is not between zeros

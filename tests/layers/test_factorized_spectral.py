@@ -16,7 +16,7 @@ from oplearn.layers.factorized_spectral import (
     tucker_ranks,
 )
 
-from helpers import band_limited
+from helpers import assert_resolution_invariant
 
 SHAPES = [((5,), (16,)), ((3, 4), (8, 10)), ((2, 2, 3), (6, 5, 6))]  # (modes, grid sizes) in 1, 2 and 3-D
 
@@ -153,22 +153,8 @@ def test_gradcheck_float64(cls):
 @pytest.mark.parametrize("cls", [TuckerSpectralConv, CPSpectralConv])
 @pytest.mark.parametrize("dim, coarse", [(1, 32), (2, 32)])
 def test_resolution_invariance(cls, dim, coarse):
-    generator = torch.Generator().manual_seed(1)
-    bounds = [3] * 6 + [6] * 2  # mostly kept wavenumbers (|k| <= 3), a few dropped ones below the coarse Nyquist
-    coefficients = [
-        [(tuple(torch.randint(-b, b + 1, (dim,), generator=generator).tolist()), float(a), float(p))
-         for b, a, p in zip(bounds, torch.randn(8, generator=generator), torch.rand(8, generator=generator) * 6)]
-        for _ in range(2)
-    ]
     torch.manual_seed(2)
-    layer = cls(2, 3, (4,) * dim, rank=0.5)
-    outputs = []
-    for n in (coarse, 2 * coarse):
-        u = torch.stack([band_limited(n, dim, c) for c in coefficients]).float()[None]
-        outputs.append(layer(u).detach())
-    fine_on_coarse = outputs[1][(..., *[slice(None, None, 2)] * dim)]
-    assert torch.abs(fine_on_coarse - outputs[0]).max() < 1e-5
-    assert outputs[0].abs().max() > 0.1
+    assert_resolution_invariant(cls(2, 3, (4,) * dim, rank=0.5), dim, coarse)
 
 
 @pytest.mark.parametrize("rank, message", [
