@@ -157,7 +157,7 @@ class FNO(nn.Module):
         if factorization == "dense" and rank != 1.0:
             raise ConfigError("rank applies only with factorization='tucker' or 'cp'")
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
-        self.padding, self.paddings, self.grid, self.mixer = padding, paddings, grid, mixer
+        self.paddings, self.grid, self.mixer = paddings, grid, mixer
         self.checkpoint_blocks = checkpoint_blocks
         pointwise = pointwise_maps(mixer, kan_options)
         self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
