@@ -8,7 +8,7 @@ import torch
 
 from oplearn.layers import KANLinear
 from oplearn.layers.rational import (GroupRationalFunction, group_rational, rational_backward_torch,
-                                     rational_reference, silu_fit)
+                                     rational_forward_torch, rational_reference, silu_fit)
 
 
 def random_problem(shape=(5, 3, 8), groups=4, order=4, seed=0, dtype=torch.float64):
@@ -31,19 +31,39 @@ def test_forward_equals_the_formula_element_by_element():
     torch.testing.assert_close(y, rational_reference(x, numerator, denominator))
 
 
+@pytest.mark.parametrize("block_elements", [8, 13])  # many blocks; blocks not dividing the rows
+def test_forward_in_row_blocks_equals_one_block(block_elements):
+    x, numerator, denominator = random_problem()
+    torch.testing.assert_close(rational_forward_torch(x, numerator, denominator, block_elements=block_elements),
+                               rational_reference(x, numerator, denominator), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("block_elements", [1 << 20, 8, 13])  # one block; many; blocks not dividing the rows
 def test_custom_backward_equals_autograd_of_the_plain_formula(block_elements):
     x, numerator, denominator = random_problem()
     grad_output = torch.randn_like(x)
     leaves = [t.clone().requires_grad_() for t in (x, numerator, denominator)]
     expected = torch.autograd.grad(rational_reference(*leaves), leaves, grad_output)
-    got = rational_backward_torch(grad_output, x, numerator, denominator, block_elements=block_elements)
+    out = rational_forward_torch(x, numerator, denominator)
+    got = rational_backward_torch(grad_output, x, out, numerator, denominator, block_elements=block_elements)
     assert [g.shape for g in got] == [e.shape for e in expected]
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, atol=1e-10, rtol=1e-10)
     xg = x.unflatten(-1, (4, -1))
     q = sum(denominator[:, j, None] * xg ** (j + 1) for j in range(denominator.shape[1]))
     assert (q > 0).any() and (q < 0).any()  # both branches of |Q| are exercised
+
+
+@pytest.mark.parametrize("order", [1, 2, 6])  # no denominator; a linear one; a high degree
+def test_custom_backward_at_other_orders(order):
+    x, numerator, denominator = random_problem(order=order, seed=order)
+    leaves = [t.clone().requires_grad_() for t in (x, numerator, denominator)]
+    assert torch.autograd.gradcheck(GroupRationalFunction.apply, leaves)
+    grad_output = torch.randn_like(x)
+    expected = torch.autograd.grad(rational_reference(*leaves), leaves[:2], grad_output)
+    got = torch.autograd.grad(group_rational(*leaves), leaves[:2], grad_output)
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e, atol=1e-10, rtol=1e-10)
 
 
 def test_autograd_function_passes_gradcheck_and_matches_in_float32():
