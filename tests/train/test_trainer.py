@@ -77,3 +77,24 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(small_config, tmp_pat
     checkpoint = Checkpoint(tmp_path / "run" / "checkpoints" / "last.safetensors")
     assert checkpoint.state["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in checkpoint.tensors.values())
+
+
+def test_kan_grid_updates_move_the_grids_to_the_training_data(small_config, tmp_path):
+    """train.kan_grid_updates: a KAN-FNO's lifting grid spans its inputs on the first batch_size samples
+    (normalized coefficient, coordinates in [0, 1]); without it the grids stay on the default [-1, 1]."""
+    from oplearn.data.dataset import FieldDataset
+    from oplearn.train.recipes import load_run
+
+    ranges = {}
+    for updates in (0, 1):
+        config = copy.deepcopy(small_config)
+        config["model"].update(mixer="kan", kan_grid_size=4)
+        config["train"].update(epochs=2, kan_grid_updates=updates)
+        fit(config, tmp_path / f"updates_{updates}", progress=False)
+        _, model, task = load_run(tmp_path / f"updates_{updates}", "cpu")
+        ranges[updates] = torch.stack(model.lifting.kan.basis.grid_range()).T  # (features, 2): low, high
+    torch.testing.assert_close(ranges[0], torch.tensor([[-1.0, 1.0]] * 3))
+    inputs = FieldDataset.open(small_config["data"]["train"]["path"]).batch(list(range(6)))[0]
+    encoded = task.input_normalizer.encode(inputs).double()
+    expected = torch.tensor([[encoded.min(), encoded.max()], [0.0, 1.0], [0.0, 1.0]])
+    torch.testing.assert_close(ranges[1].double(), expected, atol=1e-6, rtol=1e-6)

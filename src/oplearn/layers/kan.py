@@ -302,21 +302,35 @@ def prune(layer: KANLinear, threshold: float) -> dict:
             "dead_outputs": (~keep.any(1)).nonzero().flatten().tolist()}
 
 
-@torch.no_grad()
-def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> int:
-    """Run ``model(x)`` once; each grid-based KANLinear refits its grid on its own input just before use.
+@contextlib.contextmanager
+def grid_update_hooks(model: nn.Module, grid_eps: float = 0.02):
+    """Within the block, each grid-based KANLinear of ``model`` refits its grid to its input just before use.
 
-    Layers update in forward order, so each sees inputs from already-updated layers. Returns the count.
+    Run a forward pass inside (through any wrapper around ``model``: a task's normalization, a rollout):
+    layers update in forward order, so each sees inputs from already-updated layers, and each only at
+    its first call. Yields the layer count.
     """
     layers = [layer for layer in kan_layers(model) if isinstance(layer.basis, GridBasis)]
-    handles = [layer.register_forward_pre_hook(lambda layer, args: layer.update_grid(args[0], grid_eps))
-               for layer in layers]
+    handles = {}
+
+    def update_once(layer, args):
+        layer.update_grid(args[0], grid_eps)
+        handles.pop(layer).remove()
+
+    handles.update({layer: layer.register_forward_pre_hook(update_once) for layer in layers})
     try:
-        model(x)
+        with torch.no_grad():
+            yield len(layers)
     finally:
-        for handle in handles:
+        for handle in handles.values():
             handle.remove()
-    return len(layers)
+
+
+def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> int:
+    """Run ``model(x)`` once inside :func:`grid_update_hooks`; returns the number of layers updated."""
+    with grid_update_hooks(model, grid_eps) as count:
+        model(x)
+    return count
 
 
 def plot_activations(layer: KANLinear, path: str | Path, max_side: int = 8, points: int = 200):

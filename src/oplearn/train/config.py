@@ -79,6 +79,9 @@ class OptimConfig(_Strict):
     tf32: bool = False  # TF32 CUDA matmuls in fp32 mode
     compile: bool = False  # torch.compile the model for training (evaluation and checkpoints use the module)
     task: Literal["supervised", "recurrent", "space_time"] = "supervised"  # see oplearn.train.task
+    # Grid-based KAN layers (model.mixer=kan, the kan model) refit their grids to the values they see at the
+    # start of each of the first N epochs, on the first batch_size training samples (pykan: first 50 steps).
+    kan_grid_updates: int = Field(default=0, ge=0)
 
 
 class StageConfig(_Strict):

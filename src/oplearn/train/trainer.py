@@ -17,12 +17,14 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
 from oplearn.data.dataset import FieldDataset
 from oplearn.data.generate import generate
 from oplearn.errors import ConfigError, DataError, TrainingError
+from oplearn.layers.kan import grid_update_hooks
 from oplearn.precision import autocast, tf32_matmuls
 from oplearn.train import distributed
 from oplearn.train.checkpoint import Checkpoint, save_checkpoint
@@ -104,6 +106,19 @@ def make_scheduler(optimizer: torch.optim.Optimizer, config: Config):
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: 1.0)
 
 
+def update_kan_grids(model: nn.Module, task, train, count: int, device: torch.device) -> int:
+    """Refit every grid-based KAN layer's grid to its inputs on the first ``count`` training samples.
+
+    The same samples on every rank, so data-parallel replicas stay identical. Returns the layer count.
+    """
+    inputs = train.batch(list(range(min(count, len(train)))))[0].to(device)
+    model.eval()  # no dropout or the like while the grids are placed
+    with grid_update_hooks(model) as layers:
+        if layers:
+            task.predict(model, inputs)
+    return layers
+
+
 def fit(config: Config | dict | str | Path, out: str | Path, *, resume: bool = False, overwrite: bool = False,
         progress: bool = True, callbacks: list[Callback] = ()) -> dict:
     """Train the configured model; return the final metrics (also in ``out/results.json``).
@@ -164,6 +179,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
     metrics: dict = {}
     for epoch in bar:
         started = time.perf_counter()
+        if epoch < config.train.kan_grid_updates:
+            update_kan_grids(model, task, train, config.train.batch_size, context.device)
         trained.train()
         totals = torch.zeros(2, dtype=torch.float64)
         for indices, global_count in distributed.epoch_batches(len(train), config.train.batch_size, config.seed,
