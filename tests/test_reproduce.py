@@ -55,7 +55,7 @@ def test_every_row_model_runs_at_the_row_shape(row):
     config = paper_config(row)
     source = config.data.train
     steps_in, steps_out = len(source.input_steps), len(source.output_steps)
-    dim = {"burgers": 1}.get(row, 2)
+    dim = 1 if row.startswith("burgers") else 2
     channels = (steps_in, steps_out)
     task = {"supervised": SupervisedTask(None, None), "recurrent": RecurrentTask(steps_out, 1),
             "space_time": SpaceTimeTask(None, None, steps_out)}[config.train.task]
@@ -85,7 +85,7 @@ def test_darcy_row_end_to_end_writes_json_figure_and_one_table_line(tmp_path):
 
 
 def test_unknown_row_is_a_one_line_error(tmp_path, capsys):
-    with pytest.raises(ConfigError, match="choose one of: burgers, darcy, ns_1e-3_fno2d"):
+    with pytest.raises(ConfigError, match="choose one of: burgers, burgers_256, darcy, ns_1e-3_fno2d"):
         paper_config("kuramoto")
     assert_user_error(capsys, "unknown paper row", "reproduce", "kuramoto", "--out", tmp_path / "x")
     assert not (tmp_path / "x").exists()
