@@ -1,6 +1,7 @@
 """KAN-FNO against FNO at (about) equal parameter count on Darcy flow or Burgers.
 
     python benchmarks/kan_fno.py [--pde darcy|burgers] [--epochs 12] [--seeds 0 1 2] [--threads 1] [--json F]
+                                 [--kan-grid-updates N]
 
 Data generated with oplearn (``--n-train`` / ``--n-test`` samples at ``--resolution``, default 32x32 for
 Darcy, 256 points for Burgers u0 -> u(1) with nu = 0.1, solved on the stored grid; kept in ``--data-dir``
@@ -66,14 +67,14 @@ def data_files(args) -> dict[str, Path]:
     return files
 
 
-def train_once(model: dict, seed: int, files: dict[str, Path], args, run_dir: Path) -> dict:
+def train_once(model: dict, seed: int, files: dict[str, Path], args, run_dir: Path, grid_updates: int = 0) -> dict:
     config = {
         "seed": seed,
         "device": args.device,
         "data": {"train": {"path": str(files["train"])}, "test": {"path": str(files["test"])}},
         "model": model,
         "train": {"epochs": args.epochs, "batch_size": args.batch_size, "lr": args.lr, "weight_decay": 1e-4,
-                  "scheduler": "cosine"},
+                  "scheduler": "cosine", "kan_grid_updates": grid_updates},
     }
     results = fit(config, run_dir, overwrite=True, progress=False)
     epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
@@ -98,6 +99,8 @@ def main() -> None:
     parser.add_argument("--projection-channels", type=int, default=64)
     parser.add_argument("--tolerance", type=float, default=0.1, help="allowed relative parameter mismatch")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--kan-grid-updates", type=int, default=0,
+                        help="also train the KAN-FNO with train.kan_grid_updates=N (grids refit in the first N epochs)")
     parser.add_argument("--threads", type=int, help="torch CPU threads (1 is steadier on a shared machine)")
     parser.add_argument("--data-dir", default=str(Path(tempfile.gettempdir()) / "oplearn_kan_fno"))
     parser.add_argument("--json", type=Path, help="write the per-run results here")
@@ -107,16 +110,20 @@ def main() -> None:
 
     fno = {"name": "fno", "modes": [args.modes] * dim, "width": args.width, "n_layers": args.layers,
            "padding": padding, "projection_channels": args.projection_channels}
-    models = {"FNO (linear mixer)": fno, "KAN-FNO (bspline, grid 5, order 3)": matched_kan_model(fno, args.tolerance)}
+    kan_fno = matched_kan_model(fno, args.tolerance)
+    models = {"FNO (linear mixer)": (fno, 0), "KAN-FNO (bspline, grid 5, order 3)": (kan_fno, 0)}
+    if args.kan_grid_updates:
+        models[f"KAN-FNO, grids updated in the first {args.kan_grid_updates} epochs"] = (kan_fno, args.kan_grid_updates)
     if args.threads:
         torch.set_num_threads(args.threads)
     files = data_files(args)
     runs: dict[str, list[dict]] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        for name, model in models.items():
+        for name, (model, grid_updates) in models.items():
             runs[name] = []
             for seed in args.seeds:
-                run = train_once(model, seed, files, args, Path(scratch) / f"{model.get('mixer', 'linear')}_{seed}")
+                run_dir = Path(scratch) / f"{model.get('mixer', 'linear')}_{grid_updates}_{seed}"
+                run = train_once(model, seed, files, args, run_dir, grid_updates)
                 runs[name].append(run)
                 print(f"{name} seed {seed}: test rel L2 {run['test_rel_l2']:.4f}, "
                       f"{run['epoch_seconds']:.2f} s/epoch", flush=True)
@@ -125,14 +132,15 @@ def main() -> None:
           f"{args.epochs} epochs, batch {args.batch_size}, Adam lr {args.lr} cosine, modes {args.modes}, "
           f"{args.layers} layers, seeds {args.seeds}, device {args.device}, {torch.get_num_threads()} threads\n")
     print("| model | width | parameters | test rel. L2 (mean +- std) | s / epoch |\n| --- | --- | --- | --- | --- |")
-    for name, model in models.items():
+    for name, (model, _) in models.items():
         errors = [run["test_rel_l2"] for run in runs[name]]
         spread = statistics.stdev(errors) if len(errors) > 1 else 0.0
         seconds = statistics.mean(run["epoch_seconds"] for run in runs[name])
         print(f"| {name} | {model['width']} | {runs[name][0]['parameters']} | "
               f"{statistics.mean(errors):.4f} +- {spread:.4f} | {seconds:.2f} |")
     if args.json:
-        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)}, "models": models,
+        args.json.write_text(json.dumps({"settings": vars(args) | {"json": str(args.json)},
+                                         "models": {name: model for name, (model, _) in models.items()},
                                          "runs": runs}, indent=2, default=str))
 
 

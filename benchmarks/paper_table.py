@@ -5,6 +5,7 @@
     python benchmarks/paper_table.py darcy --skip-ours                   # theirs; ours from runs/paper/darcy
     python benchmarks/paper_table.py darcy --padding oplearn --skip-ours # theirs with our padding (see below)
     python benchmarks/paper_table.py darcy --set train.epochs=50 --results /tmp/R.md --out /tmp/runs --overwrite
+    python benchmarks/paper_table.py ns_1e-3_fno2d                       # on a GPU: recurrent FNO-2D, both
 
 Ours: ``oplearn.reproduce.reproduce(ROW, OUT/ROW, overrides, results)``, or ``OUT/ROW/paper_row.json`` with
 ``--skip-ours`` (run with the same ``--set``). Theirs: ``OUT/ROW/neuraloperator_row.json`` (the same keys) and
@@ -16,9 +17,10 @@ How the runs are matched:
 
 - Data: the row config after ``--set``; every source (train, test, ``data.extra_tests``) is opened, or
   generated, by ``trainer.load_source`` before either run, so neither wall time includes data generation.
-- Normalization, loss, score: ``SupervisedTask.fitted_on(train)`` (per-channel mean/std of inputs and outputs
-  from the training split), its ``per_sample_loss`` (``train.loss`` in physical units, batch mean) and
-  ``evaluate`` (mean relative L2), wrapped around their model.
+- Task, normalization, loss, score: the task ours trains with (``recipes._fresh_task``: supervised with
+  per-channel mean/std of inputs and outputs from the training split; for Navier-Stokes the time-recurrent
+  rollout or the space-time model), its ``per_sample_loss`` (``train.loss`` in physical units, batch mean)
+  and ``evaluate`` (mean relative L2), wrapped around their model.
 - Optimization: Adam(lr, weight_decay) and ``make_scheduler`` from ``config.train``; the same shuffled batches
   in the same order (``distributed.epoch_batches(seed, epoch)``); the test set scored after every epoch, as
   ours is; ``train.precision``, ``tf32`` and ``compile`` applied alike; the config's device.
@@ -64,8 +66,7 @@ from oplearn.models.fno import padding_points  # noqa: E402
 from oplearn.precision import autocast, tf32_matmuls  # noqa: E402
 from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, record_row,  # noqa: E402
                                 reproduce, table_line)
-from oplearn.train import distributed  # noqa: E402
-from oplearn.train.task import SupervisedTask  # noqa: E402
+from oplearn.train import distributed, recipes  # noqa: E402
 from oplearn.train.trainer import load_source, make_scheduler  # noqa: E402
 
 MODEL = "neuraloperator 2.0.0 FNO"
@@ -89,35 +90,42 @@ def their_modules(padding_kind: str):
     class OneSidedPadding(DomainPadding):
         def pad(self, x, verbose=False):
             self._sizes = x.shape[2:]
-            pads = [padding_points(n, self.domain_padding) for n in self._sizes]
+            fractions = self.domain_padding if isinstance(self.domain_padding, list) else \
+                [self.domain_padding] * len(self._sizes)
+            pads = [padding_points(n, p) for n, p in zip(self._sizes, fractions)]
             return F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
 
         def unpad(self, x):
             return x[(..., *[slice(0, n) for n in self._sizes])]
 
-    def padding(p: float):
-        return OneSidedPadding(p) if padding_kind == "oplearn" else DomainPadding(p / 2)
+    def padding(p: float | list[float]):
+        if padding_kind == "oplearn":
+            return OneSidedPadding(p)
+        return DomainPadding([f / 2 for f in p] if isinstance(p, list) else p / 2)
 
     return EndpointGrid, padding
 
 
 def build_matched(config, channels, resolution, padding_kind: str):
-    """(ours, theirs) built from the row's model config; their parameter count asserted equal to ours."""
+    """(ours, theirs) for model channels ``(in, out)``, built from the row's model config (a time task's
+    model maps snapshots to one snapshot, ``recipes._build``); their parameter count asserted equal to ours."""
     hyper = config.model.hyperparameters()
     modes = tuple(hyper.get("modes", ()))
-    if config.model.name != "fno" or set(hyper) - MATCHED or len(set(modes)) != 1 or tuple(channels) != (1, 1):
-        raise ConfigError(f"paper_table matches an FNO with equal modes on every axis, 1 input and 1 output "
-                          f"channel and only {', '.join(sorted(MATCHED))} set; got {config.model.name} {hyper}, "
-                          f"channels {tuple(channels)}")
+    if config.model.name != "fno" or set(hyper) - MATCHED or len(set(modes)) != 1:
+        raise ConfigError(f"paper_table matches an FNO with equal modes on every axis and only "
+                          f"{', '.join(sorted(MATCHED))} set; got {config.model.name} {hyper}")
     torch.manual_seed(config.seed)
-    ours = build("fno", in_channels=1, out_channels=1, **hyper)
+    ours = build("fno", in_channels=channels[0], out_channels=channels[1], **hyper)
     cfg = spectral.Config(len(modes), resolution[0], config.train.batch_size, hyper.get("width", 32), modes[0],
-                          projection=hyper.get("projection_channels", 128), n_layers=hyper.get("n_layers", 4))
+                          projection=hyper.get("projection_channels", 128), n_layers=hyper.get("n_layers", 4),
+                          in_channels=channels[0], out_channels=channels[1])
     theirs = spectral.build_theirs(cfg, non_linearity=ACTIVATIONS[hyper.get("activation", "gelu")])
     embedding, padding = their_modules(padding_kind)
-    theirs.positional_embedding = embedding(1, cfg.dim, [[0.0, 1.0]] * cfg.dim)
-    if hyper.get("padding", 0.0):
-        theirs.domain_padding = padding(float(hyper["padding"]))
+    theirs.positional_embedding = embedding(cfg.in_channels, cfg.dim, [[0.0, 1.0]] * cfg.dim)
+    fractions = hyper.get("padding", 0.0)
+    if any(fractions) if isinstance(fractions, list) else fractions:
+        theirs.domain_padding = padding([float(f) for f in fractions] if isinstance(fractions, list)
+                                        else float(fractions))
     counts = spectral.count_params(ours), spectral.count_params(theirs)
     assert counts[0] == counts[1], f"parameter counts differ: ours {counts[0]:,}, theirs {counts[1]:,}"
     return ours, theirs
@@ -135,9 +143,11 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -
     revision = commit()  # the code that runs, even if the tree moves on during a long run
     started = time.perf_counter()
     train, test = load_source(config.data.train, "train"), load_source(config.data.test, "test")
-    task = SupervisedTask.fitted_on(train, config.data.normalize_inputs, config.data.normalize_outputs)
+    task = recipes._fresh_task(config, train)  # the task ours trains with: supervised, recurrent or space-time
     task.loss = config.train.loss
-    _, theirs = build_matched(config, train.channels, train.resolution, padding_kind)
+    channels = train.channels if config.train.task == "supervised" else \
+        (train.channels[0], recipes._steps(config, train.channels)[0])
+    _, theirs = build_matched(config, channels, train.resolution, padding_kind)
     model = theirs.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = make_scheduler(optimizer, config)
@@ -193,9 +203,6 @@ def main() -> None:
     out = args.out / args.row
     try:
         config = paper_config(args.row, args.overrides)
-        if config.train.task != "supervised":
-            raise ConfigError(f"{args.row} trains with train.task {config.train.task}; this script covers the "
-                              "supervised rows (burgers, darcy) only")
         for name, source in {"train": config.data.train, "test": config.data.test, **config.data.extra_tests}.items():
             load_source(source, name, progress=True)  # generate missing data outside both timings
         if args.skip_ours:

@@ -65,6 +65,8 @@ class Config:
     modes: int
     projection: int = 128
     n_layers: int = 4
+    in_channels: int = 1
+    out_channels: int = 1
 
     @property
     def grid(self) -> tuple[int, ...]:
@@ -100,7 +102,8 @@ def neuralop_n_modes(modes: tuple[int, ...]) -> tuple[int, ...]:
 
 def build_ours(cfg: Config, activation: str = "gelu"):
     torch.manual_seed(0)
-    return build("fno", in_channels=1, out_channels=1, modes=(cfg.modes,) * cfg.dim, width=cfg.width,
+    return build("fno", in_channels=cfg.in_channels, out_channels=cfg.out_channels, modes=(cfg.modes,) * cfg.dim,
+                 width=cfg.width,
                  n_layers=cfg.n_layers, projection_channels=cfg.projection, activation=activation)
 
 
@@ -113,9 +116,10 @@ def build_theirs(cfg: Config, precision: str = "full", non_linearity=F.gelu, gri
     if int(ratio * cfg.width) != cfg.projection:
         raise ValueError(f"projection {cfg.projection} is not reachable as a ratio of width {cfg.width}")
     torch.manual_seed(0)
-    return FNO(neuralop_n_modes((cfg.modes,) * cfg.dim), in_channels=1, out_channels=1, hidden_channels=cfg.width,
-               n_layers=cfg.n_layers, lifting_channel_ratio=0, projection_channel_ratio=ratio,
-               positional_embedding=GridEmbeddingND(1, cfg.dim, [[0.0, grid_end]] * cfg.dim),
+    return FNO(neuralop_n_modes((cfg.modes,) * cfg.dim), in_channels=cfg.in_channels, out_channels=cfg.out_channels,
+               hidden_channels=cfg.width, n_layers=cfg.n_layers, lifting_channel_ratio=0,
+               projection_channel_ratio=ratio,
+               positional_embedding=GridEmbeddingND(cfg.in_channels, cfg.dim, [[0.0, grid_end]] * cfg.dim),
                non_linearity=non_linearity, use_channel_mlp=False, fno_skip="linear",
                fno_block_precision=precision)
 
