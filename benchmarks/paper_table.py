@@ -3,6 +3,7 @@
     pip install -e '.[bench]'                                           # neuraloperator==2.0.0
     python benchmarks/paper_table.py burgers                             # ours, then theirs
     python benchmarks/paper_table.py darcy --skip-ours                   # theirs; ours from runs/paper/darcy
+    python benchmarks/paper_table.py darcy --resume                      # continue both after an interruption
     python benchmarks/paper_table.py darcy --padding oplearn --skip-ours # theirs with our padding (see below)
     python benchmarks/paper_table.py darcy --set train.epochs=50 --results /tmp/R.md --out /tmp/runs --overwrite
     python benchmarks/paper_table.py ns_1e-3_fno2d                       # on a GPU: recurrent FNO-2D, both
@@ -65,7 +66,7 @@ from oplearn.models import build  # noqa: E402
 from oplearn.models.fno import padding_points  # noqa: E402
 from oplearn.precision import autocast, tf32_matmuls  # noqa: E402
 from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, record_row,  # noqa: E402
-                                reproduce, table_line)
+                                reproduce, table_line, training_seconds)
 from oplearn.train import distributed, recipes  # noqa: E402
 from oplearn.train.trainer import load_source, make_scheduler  # noqa: E402
 
@@ -136,12 +137,15 @@ def stem(padding_kind: str) -> str:
     return "neuraloperator" + ("_oplearn_padding" if padding_kind == "oplearn" else "")
 
 
-def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -> dict:
-    """Train and evaluate neuralop's FNO exactly as ``oplearn reproduce`` trains ours; returns its summary."""
+def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str, resume: bool = False) -> dict:
+    """Train and evaluate neuralop's FNO exactly as ``oplearn reproduce`` trains ours; returns its summary.
+
+    A checkpoint after every epoch (``OUT/ROW/neuraloperator[...]_checkpoint.pt``); ``resume`` continues from
+    it. Wall time: training and per-epoch test time summed over the epochs, plus the final evaluation, as ours.
+    """
     config = paper_config(row, overrides)
     device = distributed.resolve_device(config.device)
     revision = commit()  # the code that runs, even if the tree moves on during a long run
-    started = time.perf_counter()
     train, test = load_source(config.data.train, "train"), load_source(config.data.test, "test")
     task = recipes._fresh_task(config, train)  # the task ours trains with: supervised, recurrent or space-time
     task.loss = config.train.loss
@@ -151,12 +155,22 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -
     model = theirs.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = make_scheduler(optimizer, config)
+    checkpoint_path, metrics = out / f"{stem(padding_kind)}_checkpoint.pt", []
+    if resume and checkpoint_path.is_file():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        if state["overrides"] != list(overrides):
+            raise ConfigError(f"{checkpoint_path} was run with --set {state['overrides']}; pass the same")
+        for name, part in (("model", model), ("optimizer", optimizer), ("scheduler", scheduler)):
+            part.load_state_dict(state[name])
+        metrics, revision = state["metrics"], state["commit"]
     trained = torch.compile(model) if config.train.compile else model
-    context, metrics = distributed.Context(device=device), []
+    context = distributed.Context(device=device)
     out.mkdir(parents=True, exist_ok=True)
     tf32 = tf32_matmuls(True) if config.train.tf32 else contextlib.nullcontext()  # as oplearn.train.fit
     with tf32, open(out / f"{stem(padding_kind)}_metrics.jsonl", "w", buffering=1) as log:
-        for epoch in range(config.train.epochs):
+        for line in metrics:
+            log.write(json.dumps(line) + "\n")
+        for epoch in range(len(metrics), config.train.epochs):
             epoch_start, total = time.perf_counter(), 0.0
             trained.train()
             for indices, count in distributed.epoch_batches(len(train), config.train.batch_size, config.seed,
@@ -169,20 +183,29 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str) -
                 optimizer.step()
                 total += losses.detach().sum().item()
             scheduler.step()
-            metrics.append({"epoch": epoch + 1, "train_loss": total / len(train), "lr": optimizer.param_groups[0]["lr"],
-                            "epoch_seconds": time.perf_counter() - epoch_start,
-                            "test_rel_l2": task.evaluate(model, test, device)})
-            log.write(json.dumps(metrics[-1]) + "\n")
+            line = {"epoch": epoch + 1, "train_loss": total / len(train), "lr": optimizer.param_groups[0]["lr"],
+                    "epoch_seconds": time.perf_counter() - epoch_start}
+            evaluation_start = time.perf_counter()
+            line["test_rel_l2"] = task.evaluate(model, test, device)
+            line["test_seconds"] = time.perf_counter() - evaluation_start
+            metrics.append(line)
+            log.write(json.dumps(line) + "\n")
+            torch.save({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict(), "metrics": metrics, "commit": revision,
+                        "overrides": list(overrides)}, checkpoint_path.with_suffix(".tmp"))
+            checkpoint_path.with_suffix(".tmp").replace(checkpoint_path)
+        evaluation_start = time.perf_counter()
         zero_shot = {}
         for name, source in config.data.extra_tests.items():
             extra = load_source(source, name)
             zero_shot[name] = {"resolution": list(extra.resolution), "rel_l2": task.evaluate(model, extra, device)}
         test_error = task.evaluate(model, test, device)
+        wall = training_seconds(metrics) + time.perf_counter() - evaluation_start
     return {"row": row, "model": MODEL + (" (oplearn padding)" if padding_kind == "oplearn" else ""),
             "paper_rel_l2": PAPER_ERRORS[row], "test_rel_l2": test_error, "resolution": list(test.resolution),
             "zero_shot": zero_shot, "parameters": spectral.count_params(theirs), "epochs": config.train.epochs,
             "seconds_per_epoch": statistics.median(m["epoch_seconds"] for m in metrics),
-            "wall_seconds": time.perf_counter() - started, "hardware": hardware(),
+            "wall_seconds": wall, "hardware": hardware(),
             "date": f"{datetime.now(timezone.utc):%Y-%m-%d}", "commit": revision, "overrides": list(overrides)}
 
 
@@ -194,6 +217,8 @@ def main() -> None:
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     parser.add_argument("--out", type=Path, default=Path("runs/paper"))
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run of ours in OUT/ROW")
+    parser.add_argument("--resume", action="store_true",
+                        help="continue interrupted runs (ours from its checkpoint, theirs from OUT/ROW/*_checkpoint.pt)")
     parser.add_argument("--padding", choices=("neuralop", "oplearn"), default="neuralop",
                         help="their domain padding: neuralop's symmetric DomainPadding(p / 2) or our one-sided")
     args = parser.parse_args()
@@ -205,7 +230,7 @@ def main() -> None:
         config = paper_config(args.row, args.overrides)
         for name, source in {"train": config.data.train, "test": config.data.test, **config.data.extra_tests}.items():
             load_source(source, name, progress=True)  # generate missing data outside both timings
-        if args.skip_ours:
+        if args.skip_ours or (args.resume and (out / "paper_row.json").is_file()):  # ours finished already
             if not (out / "paper_row.json").is_file():
                 raise DataError(f"{out / 'paper_row.json'} does not exist; run without --skip-ours first")
             ours = json.loads((out / "paper_row.json").read_text())
@@ -213,8 +238,9 @@ def main() -> None:
                 raise ConfigError(f"{out / 'paper_row.json'} was run with --set {ours['overrides']}; pass the same")
             record_row(args.results, ours)
         else:
-            ours = reproduce(args.row, out, args.overrides, args.results, overwrite=args.overwrite)
-        theirs = train_theirs(args.row, args.overrides, out, args.padding)
+            ours = reproduce(args.row, out, args.overrides, args.results, overwrite=args.overwrite,
+                             resume=args.resume and (out / "checkpoints").is_dir())
+        theirs = train_theirs(args.row, args.overrides, out, args.padding, resume=args.resume)
     except OplearnError as error:
         print(f"error: {error}", file=sys.stderr)
         sys.exit(2)

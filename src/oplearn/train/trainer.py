@@ -203,7 +203,9 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         metrics = {"epoch": epoch + 1, "train_loss": train_loss, "lr": optimizer.param_groups[0]["lr"],
                    "epoch_seconds": time.perf_counter() - started}
         if context.is_main:
+            evaluation_start = time.perf_counter()
             metrics["test_rel_l2"] = task.evaluate(model, test, context.device)
+            metrics["test_seconds"] = time.perf_counter() - evaluation_start
             for callback in callbacks:
                 callback.on_epoch_end(epoch + 1, metrics, model)
             save_checkpoint(out / CHECKPOINT, model, optimizer, scheduler,
