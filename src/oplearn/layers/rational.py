@@ -17,9 +17,10 @@ channels of each group. Instead of accumulating every element into a handful
 of coefficients (the atomic-add bottleneck FlashKAT measured), rows are
 processed in blocks small enough to stay in cache: each block sums its rows
 per channel (one column reduction per power), and the channels of a group
-are added once at the end. Only ``x`` is saved for backward (P and Q are
-recomputed). On CUDA with Triton installed a fused kernel
-(``rational_triton``) does the same reduction per program block.
+are added once at the end. ``x`` and the output R are saved for backward (in
+KANLinear the following GEMM keeps R anyway); Q, P' and Q' are recomputed and
+P = R D. On CUDA with Triton installed a fused kernel (``rational_triton``)
+does the same reduction per program block.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ import functools
 
 import torch
 
-# Elements of x per block (512 KiB in float32): the dozen temporaries of a block stay in a core's cache,
-# which made the CPU backward about 1.5x faster than whole-tensor passes at batch 1024 x 256.
+# Elements of x per block (512 KiB in float32): a block's temporaries stay in a core's cache (measurably
+# faster than whole-tensor passes at batch 1024 x 256 on a 2-core CPU; block size matters little around it).
 ROW_BLOCK_ELEMENTS = 1 << 17
 
 
