@@ -4,8 +4,8 @@
     python benchmarks/kan.py accuracy [--steps 200] [--seeds 0 1 2] [--update-every 0]
 
 ``speed``: one forward+backward of a layer ``width -> width`` on ``(batch, width)`` inputs (grid 5,
-order 3): median time over interleaved rounds, and memory (CUDA: peak allocated above the parameters and inputs; CPU:
-bytes of the tensors autograd saves for backward, a deterministic stand-in). Compared with
+order 3): median time over interleaved rounds, and memory (CUDA: peak allocated above the parameters
+and inputs; CPU: bytes of the tensors autograd saves for backward, a deterministic stand-in). Compared with
 ``nn.Linear`` over the same expanded width (the FLOP-equivalent GEMM), ``Linear + SiLU`` of the same
 shape, an MLP of equal parameter count and, when ``import kan`` finds pykan, pykan's KAN after its
 ``speed()``. Run pykan from its own environment, e.g. a venv that also sees this repo's packages.

@@ -218,7 +218,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs/paper"))
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run of ours in OUT/ROW")
     parser.add_argument("--resume", action="store_true",
-                        help="continue interrupted runs (ours from its checkpoint, theirs from OUT/ROW/*_checkpoint.pt)")
+                        help="continue interrupted runs (ours: its checkpoint; theirs: OUT/ROW/*_checkpoint.pt)")
     parser.add_argument("--padding", choices=("neuralop", "oplearn"), default="neuralop",
                         help="their domain padding: neuralop's symmetric DomainPadding(p / 2) or our one-sided")
     args = parser.parse_args()
