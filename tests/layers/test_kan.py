@@ -261,6 +261,7 @@ def test_bad_configurations_are_one_line_errors():
         (dict(basis="chebyshev", grid_size=5), "KAN basis 'chebyshev' does not take grid_size; it takes: order"),
         (dict(basis="rational", groups=3), "groups=3 must be a positive divisor of in_features=4"),
         (dict(grid_range=(1, -1)), "grid_range must be two finite numbers low < high"),
+        (dict(spline_init_scale=0), "spline_init_scale must be > 0, got 0"),
     ]
     for options, message in cases:
         with pytest.raises(ConfigError, match=message):
@@ -331,3 +332,13 @@ def test_plot_activations_draws_one_panel_per_edge(tmp_path):
     assert (image.mean(-1) < 0.9).mean() > 0.02  # curves and labels, not a blank page
     big = plot_activations(KANLinear(10, 12, basis="chebyshev"), tmp_path / "big.png", max_side=4)
     assert len(big.axes) == 16
+
+
+def test_spline_init_scale_sets_the_initial_coefficient_range():
+    """Coefficients start uniform in +-scale/sqrt(in * n_basis); the base path and bias keep +-1/sqrt(in)."""
+    for scale in (1.0, 0.1):
+        torch.manual_seed(0)
+        layer = KANLinear(16, 32, spline_init_scale=scale)  # 16 * 32 * 8 draws: the extremes come near the bound
+        bound = scale / (16 * layer.basis.n_basis) ** 0.5
+        assert bound * 0.98 < layer.coefficients.abs().max() <= bound
+        assert 0.98 / 4 < layer.base_weight.abs().max() <= 1 / 4

@@ -33,12 +33,6 @@ RANGE_CHECK_EVERY = 64  # forward calls between out-of-range checks (each costs 
 EDGE_BLOCK_ELEMENTS = 1 << 22  # (in, rows, out) elements per block when recording edge scales
 
 
-# Scale of the initial expansion coefficients (times 1/sqrt(in * n_basis)). At 1.0, LBFGS on the KAN paper's
-# [2, 1, 1] toy formula failed to fit from 2 of 5 initialisations; at 0.1 (close to pykan's small initial
-# splines) all 5 fit (benchmarks/kan.py accuracy, RESULTS.md).
-SPLINE_INIT_SCALE = 0.1
-
-
 class KANLinear(nn.Module):
     """Drop-in for ``nn.Linear`` on the last axis with a learnable function per edge.
 
@@ -53,17 +47,21 @@ class KANLinear(nn.Module):
 
     Shapes: ``(..., in_features) -> (..., out_features)``. Parameters: ``coefficients``
     ``(out, in, n_basis)``, ``base_weight`` ``(out, in)`` or None, ``bias`` ``(out,)`` or None,
-    initialised uniform in ``+-0.1/sqrt(in * n_basis)``, ``+-1/sqrt(in)``, ``+-1/sqrt(in)``: the edges start
-    close to the base path (``SPLINE_INIT_SCALE``).
+    initialised uniform in ``+-s/sqrt(in * n_basis)`` (``s = spline_init_scale``), ``+-1/sqrt(in)``,
+    ``+-1/sqrt(in)``. ``spline_init_scale=0.1`` starts the edges near the base path, as pykan's splines
+    start: LBFGS fits of the KAN paper's toy formula then succeed from every tried seed (3 of 5 at 1.0),
+    while KAN-FNO under Adam did better at 1.0 (benchmarks/RESULTS.md).
     """
 
     def __init__(self, in_features: int, out_features: int, basis: str = "bspline", grid_size: int | None = None,
                  order: int | None = None, grid_range: tuple[float, float] | None = None, groups: int | None = None,
-                 base_path: bool | None = None, bias: bool = True):
+                 base_path: bool | None = None, bias: bool = True, spline_init_scale: float = 1.0):
         super().__init__()
         if in_features < 1 or out_features < 1:
             raise ConfigError(f"KANLinear needs positive in_features and out_features, "
                               f"got {in_features}, {out_features}")
+        if not spline_init_scale > 0:
+            raise ConfigError(f"spline_init_scale must be > 0, got {spline_init_scale}")
         self.in_features, self.out_features = in_features, out_features
         self.basis = make_basis(basis, in_features, grid_size=grid_size, order=order, grid_range=grid_range,
                                 groups=groups)
@@ -71,7 +69,7 @@ class KANLinear(nn.Module):
         uniform = lambda bound, *shape: nn.Parameter(torch.empty(*shape).uniform_(-bound, bound))  # noqa: E731
         use_base = self.basis.base_path if base_path is None else bool(base_path)
         self.base_weight = uniform(in_features**-0.5, out_features, in_features) if use_base else None
-        self.coefficients = uniform(SPLINE_INIT_SCALE * (in_features * n_basis) ** -0.5, out_features, in_features,
+        self.coefficients = uniform(spline_init_scale * (in_features * n_basis) ** -0.5, out_features, in_features,
                                     n_basis)
         self.bias = uniform(in_features**-0.5, out_features) if bias else None
         self.register_buffer("edge_mask", None)  # (out, in) bool once pruned

@@ -23,7 +23,7 @@ class KAN(nn.Module):
     """Args:
         in_channels, out_channels: channels of input and output.
         widths: hidden widths (may be empty: one KAN layer).
-        basis, grid_size, order, grid_range, groups, base_path: options of every KANLinear.
+        basis, grid_size, order, grid_range, groups, base_path, spline_init_scale: options of every KANLinear.
 
     Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``, any number
     of spatial axes including none; the same network is applied at every point.
@@ -32,7 +32,7 @@ class KAN(nn.Module):
     def __init__(self, in_channels: int, out_channels: int, widths: Sequence[int] = (), basis: str = "bspline",
                  grid_size: int | None = None, order: int | None = None,
                  grid_range: tuple[float, float] | None = None, groups: int | None = None,
-                 base_path: bool | None = None):
+                 base_path: bool | None = None, spline_init_scale: float = 1.0):
         super().__init__()
         sizes = [int(in_channels), *(int(w) for w in widths), int(out_channels)]
         if min(sizes) < 1:
@@ -40,7 +40,7 @@ class KAN(nn.Module):
         self.in_channels, self.out_channels, self.sizes = sizes[0], sizes[-1], sizes
         self.layers = nn.ModuleList(
             KANLinear(n_in, n_out, basis=basis, grid_size=grid_size, order=order, grid_range=grid_range,
-                      groups=groups, base_path=base_path)
+                      groups=groups, base_path=base_path, spline_init_scale=spline_init_scale)
             for n_in, n_out in zip(sizes[:-1], sizes[1:]))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
