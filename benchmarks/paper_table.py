@@ -17,7 +17,7 @@ or lower error in at most half the wall time) is met.
 How the runs are matched:
 
 - Data: the row config after ``--set``; every source (train, test, ``data.extra_tests``) is opened, or
-  generated, by ``trainer.load_source`` before either run, so neither wall time includes data generation.
+  generated, by ``reproduce.prepare_data`` before either run, so neither wall time includes data generation.
 - Task, normalization, loss, score: the task ours trains with (``recipes._fresh_task``: supervised with
   per-channel mean/std of inputs and outputs from the training split; for Navier-Stokes the time-recurrent
   rollout or the space-time model), its ``per_sample_loss`` (``train.loss`` in physical units, batch mean)
@@ -65,8 +65,8 @@ from oplearn.errors import ConfigError, DataError, OplearnError  # noqa: E402
 from oplearn.models import build  # noqa: E402
 from oplearn.models.fno import padding_points  # noqa: E402
 from oplearn.precision import autocast, tf32_matmuls  # noqa: E402
-from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, record_row,  # noqa: E402
-                                reproduce, table_line, training_seconds)
+from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, prepare_data,  # noqa: E402
+                                record_row, reproduce, table_line, training_seconds)
 from oplearn.train import distributed, recipes  # noqa: E402
 from oplearn.train.trainer import load_source, make_scheduler  # noqa: E402
 
@@ -91,18 +91,17 @@ def their_modules(padding_kind: str):
     class OneSidedPadding(DomainPadding):
         def pad(self, x, verbose=False):
             self._sizes = x.shape[2:]
-            fractions = self.domain_padding if isinstance(self.domain_padding, list) else \
-                [self.domain_padding] * len(self._sizes)
-            pads = [padding_points(n, p) for n, p in zip(self._sizes, fractions)]
+            pads = [padding_points(n, p) for n, p in zip(self._sizes, self.domain_padding)]
             return F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
 
         def unpad(self, x):
             return x[(..., *[slice(0, n) for n in self._sizes])]
 
-    def padding(p: float | list[float]):
+    def padding(fractions: list[float]):
+        """Their padding module for our per-axis padding fractions."""
         if padding_kind == "oplearn":
-            return OneSidedPadding(p)
-        return DomainPadding([f / 2 for f in p] if isinstance(p, list) else p / 2)
+            return OneSidedPadding(fractions)
+        return DomainPadding([f / 2 for f in fractions])
 
     return EndpointGrid, padding
 
@@ -123,10 +122,8 @@ def build_matched(config, channels, resolution, padding_kind: str):
     theirs = spectral.build_theirs(cfg, non_linearity=ACTIVATIONS[hyper.get("activation", "gelu")])
     embedding, padding = their_modules(padding_kind)
     theirs.positional_embedding = embedding(cfg.in_channels, cfg.dim, [[0.0, 1.0]] * cfg.dim)
-    fractions = hyper.get("padding", 0.0)
-    if any(fractions) if isinstance(fractions, list) else fractions:
-        theirs.domain_padding = padding([float(f) for f in fractions] if isinstance(fractions, list)
-                                        else float(fractions))
+    if any(ours.paddings):  # our per-axis fractions, whether the config gave one number or a list
+        theirs.domain_padding = padding(list(ours.paddings))
     counts = spectral.count_params(ours), spectral.count_params(theirs)
     assert counts[0] == counts[1], f"parameter counts differ: ours {counts[0]:,}, theirs {counts[1]:,}"
     return ours, theirs
@@ -149,9 +146,7 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str, r
     train, test = load_source(config.data.train, "train"), load_source(config.data.test, "test")
     task = recipes._fresh_task(config, train)  # the task ours trains with: supervised, recurrent or space-time
     task.loss = config.train.loss
-    channels = train.channels if config.train.task == "supervised" else \
-        (train.channels[0], recipes._steps(config, train.channels)[0])
-    _, theirs = build_matched(config, channels, train.resolution, padding_kind)
+    _, theirs = build_matched(config, recipes.model_channels(config, train.channels), train.resolution, padding_kind)
     model = theirs.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = make_scheduler(optimizer, config)
@@ -228,8 +223,7 @@ def main() -> None:
     out = args.out / args.row
     try:
         config = paper_config(args.row, args.overrides)
-        for name, source in {"train": config.data.train, "test": config.data.test, **config.data.extra_tests}.items():
-            load_source(source, name, progress=True)  # generate missing data outside both timings
+        prepare_data(config)  # generate missing data outside both timings
         if args.skip_ours or (args.resume and (out / "paper_row.json").is_file()):  # ours finished already
             if not (out / "paper_row.json").is_file():
                 raise DataError(f"{out / 'paper_row.json'} does not exist; run without --skip-ours first")

@@ -103,8 +103,7 @@ def neuralop_n_modes(modes: tuple[int, ...]) -> tuple[int, ...]:
 def build_ours(cfg: Config, activation: str = "gelu"):
     torch.manual_seed(0)
     return build("fno", in_channels=cfg.in_channels, out_channels=cfg.out_channels, modes=(cfg.modes,) * cfg.dim,
-                 width=cfg.width,
-                 n_layers=cfg.n_layers, projection_channels=cfg.projection, activation=activation)
+                 width=cfg.width, n_layers=cfg.n_layers, projection_channels=cfg.projection, activation=activation)
 
 
 def build_theirs(cfg: Config, precision: str = "full", non_linearity=F.gelu, grid_end: float = 1.0):

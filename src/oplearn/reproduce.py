@@ -89,14 +89,20 @@ def training_seconds(metrics: list[dict]) -> float:
     return sum(m["epoch_seconds"] + m.get("test_seconds", 0.0) for m in metrics)
 
 
+def prepare_data(config: Config, progress: bool = True) -> None:
+    """Open every data source of a row (train, test, ``data.extra_tests``), generating the missing ones, so
+    that no timed run includes data generation."""
+    for name, source in {"train": config.data.train, "test": config.data.test, **config.data.extra_tests}.items():
+        load_source(source, name, progress=progress)
+
+
 def reproduce(row: str, out: Path | None = None, overrides: list[str] = (), results_file: Path | None = None,
               resume: bool = False, overwrite: bool = False, progress: bool = True) -> dict:
     """Train and evaluate one paper row; returns the summary written to ``OUT/paper_row.json``."""
     config = paper_config(row, overrides)
     out = Path(out or Path("runs") / "paper" / row)
     revision = commit()
-    for name, source in {"train": config.data.train, "test": config.data.test, **config.data.extra_tests}.items():
-        load_source(source, name, progress=progress)  # missing data is generated outside the timing
+    prepare_data(config, progress)
     fit(config, out, resume=resume, overwrite=overwrite, progress=progress)
     started = time.perf_counter()
     results = evaluate_run(out)

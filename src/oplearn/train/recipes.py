@@ -61,10 +61,17 @@ def _steps(config: Config, channels) -> tuple[int, int]:
     return per_step, steps_out
 
 
+def model_channels(config: Config, channels) -> tuple[int, int]:
+    """The model's ``(in, out)`` channels for data of ``channels``: a time task's model maps the input
+    snapshots to one snapshot."""
+    if config.train.task == "supervised":
+        return tuple(channels)
+    return channels[0], _steps(config, channels)[0]
+
+
 def _build(config: Config, channels) -> nn.Module:
-    """The model for data of ``channels = (in, out)``; a time task's model maps snapshots to one snapshot."""
-    if config.train.task != "supervised":
-        channels = (channels[0], _steps(config, channels)[0])
+    """The model for data of ``channels = (in, out)`` (see :func:`model_channels`)."""
+    channels = model_channels(config, channels)
     return build(config.model.name, in_channels=channels[0], out_channels=channels[1],
                  **config.model.hyperparameters())
 
