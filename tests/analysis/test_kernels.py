@@ -36,6 +36,10 @@ def test_spectrum_condition_number_and_effective_ranks():
     assert effective_rank(flat) == pytest.approx(3.0, rel=1e-9)
     assert effective_rank(flat, "participation") == pytest.approx(3.0, rel=1e-9)
     assert condition_number(flat) == math.inf
+    # Ill-conditioned but not singular: finite; an exact zero is inf whatever sign rounding gives it.
+    assert condition_number(kernel_with([1.0, 0.5, 1e-10])[0]) == pytest.approx(1e10, rel=1e-3)
+    for seed in range(5):
+        assert condition_number(kernel_with([3.0, 1.0, 0.5, 0.0], seed=seed)[0]) == math.inf
     assert effective_rank(torch.diag(torch.tensor([1.0, 1e-3, 1e-3]))) < effective_rank(torch.eye(3))
 
 

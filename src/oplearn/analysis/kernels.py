@@ -55,9 +55,12 @@ def eigenvalues(kernel: torch.Tensor) -> torch.Tensor:
 
 
 def condition_number(kernel: torch.Tensor) -> float:
-    """``lambda_max / lambda_min``; ``inf`` when ``lambda_min <= 0`` (singular to working precision)."""
+    """``lambda_max / lambda_min``; ``inf`` when the kernel is singular to working precision, i.e.
+    ``lambda_min <= N eps lambda_max`` (the rank tolerance of ``numpy.linalg.matrix_rank``: an exact zero
+    eigenvalue comes out of LAPACK as +-1e-16 or so, with a sign that varies between builds)."""
     values = eigenvalues(kernel)
-    return (values[0] / values[-1]).item() if values[-1] > 0 else math.inf
+    tolerance = values.shape[0] * torch.finfo(values.dtype).eps * values[0].abs()
+    return (values[0] / values[-1]).item() if values[-1] > tolerance else math.inf
 
 
 def effective_rank(kernel: torch.Tensor, measure: str = "entropy") -> float:
