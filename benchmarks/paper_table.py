@@ -4,6 +4,7 @@
     python benchmarks/paper_table.py burgers                             # ours, then theirs
     python benchmarks/paper_table.py darcy --skip-ours                   # theirs; ours from runs/paper/darcy
     python benchmarks/paper_table.py darcy --resume                      # continue both after an interruption
+    python benchmarks/paper_table.py darcy --theirs-only --resume        # theirs alone (beside `oplearn reproduce`)
     python benchmarks/paper_table.py darcy --padding oplearn --skip-ours # theirs with our padding (see below)
     python benchmarks/paper_table.py darcy --set train.epochs=50 --results /tmp/R.md --out /tmp/runs --overwrite
     python benchmarks/paper_table.py ns_1e-3_fno2d                       # on a GPU: recurrent FNO-2D, both
@@ -209,6 +210,9 @@ def main() -> None:
     parser.add_argument("row", help=f"paper row: {', '.join(sorted(PAPER_ERRORS))}")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--skip-ours", action="store_true", help="read OUT/ROW/paper_row.json instead of training")
+    parser.add_argument("--theirs-only", action="store_true",
+                        help="train and record theirs alone, e.g. while `oplearn reproduce ROW --out OUT/ROW` runs "
+                             "ours in another process; compare afterwards with --skip-ours --resume")
     parser.add_argument("--results", type=Path, default=Path("benchmarks/RESULTS.md"))
     parser.add_argument("--out", type=Path, default=Path("runs/paper"))
     parser.add_argument("--overwrite", action="store_true", help="replace an earlier run of ours in OUT/ROW")
@@ -224,7 +228,9 @@ def main() -> None:
     try:
         config = paper_config(args.row, args.overrides)
         prepare_data(config)  # generate missing data outside both timings
-        if args.skip_ours or (args.resume and (out / "paper_row.json").is_file()):  # ours finished already
+        if args.theirs_only:
+            ours = None
+        elif args.skip_ours or (args.resume and (out / "paper_row.json").is_file()):  # ours finished already
             if not (out / "paper_row.json").is_file():
                 raise DataError(f"{out / 'paper_row.json'} does not exist; run without --skip-ours first")
             ours = json.loads((out / "paper_row.json").read_text())
@@ -240,6 +246,9 @@ def main() -> None:
         sys.exit(2)
     (out / f"{stem(args.padding)}_row.json").write_text(json.dumps(theirs, indent=2))
     record_row(args.results, theirs)
+    if ours is None:
+        print(table_line(theirs))
+        return
     error_ratio = theirs["test_rel_l2"] / ours["test_rel_l2"]
     wall_ratio = theirs["wall_seconds"] / ours["wall_seconds"]
     met = ours["test_rel_l2"] <= theirs["test_rel_l2"] and 2 * ours["wall_seconds"] <= theirs["wall_seconds"]
