@@ -140,16 +140,21 @@ class KANLinear(nn.Module):
         return self.basis
 
     @torch.no_grad()
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.01) -> None:
         """Move the grid to the samples ``x (..., in)`` and refit so the edge functions are kept.
 
         New grid points per input: ``grid_eps * uniform + (1 - grid_eps) * quantiles`` of the
-        samples (KAN paper), spanning the sample range. Coefficients: least squares of the old
-        functions at the samples, written in place (optimizers keep working).
+        samples (KAN paper), spanning the sample range ``[low, high]`` widened by
+        ``margin * (high - low)`` at each end, so that inputs just past the extremes seen (a test
+        point, the next batch, a hidden value) stay on the grid instead of where the splines fade
+        out. Coefficients: least squares of the old functions at the samples, written in place
+        (optimizers keep working).
         """
         basis = self._grid_basis("update_grid")
         if not 0 < grid_eps <= 1:
             raise ConfigError(f"grid_eps must lie in (0, 1], got {grid_eps}")
+        if not 0 <= margin < 1:
+            raise ConfigError(f"margin must lie in [0, 1) (a fraction of the sample range), got {margin}")
         samples = x.detach().reshape(-1, self.in_features).to(torch.float64)
         ordered = samples.sort(dim=0).values
         size = basis.grid_size
@@ -158,6 +163,8 @@ class KANLinear(nn.Module):
         low, high = ordered[0], ordered[-1]
         flat = (high - low) <= 1e-6 * (1 + low.abs())  # a constant input: a unit interval around it
         low, high = torch.where(flat, low - 0.5, low), torch.where(flat, high + 0.5, high)
+        low, high = low - margin * (high - low), high + margin * (high - low)
+        quantiles[:, 0], quantiles[:, -1] = low, high
         steps = torch.linspace(0, 1, size + 1, dtype=torch.float64, device=ordered.device)
         uniform = low[:, None] + (high - low)[:, None] * steps
         interior = torch.where(flat[:, None], uniform, grid_eps * uniform + (1 - grid_eps) * quantiles)
