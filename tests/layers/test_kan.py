@@ -176,7 +176,7 @@ def test_bspline_takes_the_closed_form_while_the_grid_is_uniform():
     layer.extend_grid(10)  # stays uniform
     assert layer.basis.is_uniform()
     fitted = KANLinear(3, 2)
-    fitted.update_grid(data, grid_eps=0.02)  # nearly the quantiles: uneven
+    fitted.update_grid(data)  # nearly the quantiles: uneven
     assert path(fitted) == "BSplineExpansionBackward"
     layer = KANLinear(3, 2)
     layer.load_state_dict(fitted.state_dict())  # knots changed in place: the check is redone
@@ -205,11 +205,11 @@ def test_update_grid_moves_the_grid_to_the_data_and_keeps_the_function():
     layer.update_grid(data, margin=0.0)
     low, high = data.min(0).values, data.max(0).values
     torch.testing.assert_close(layer.basis.grid_range(), (low, high))
-    layer.update_grid(data)  # the defaults: uniform, 1% of the range past each end
+    layer.update_grid(data, grid_eps=1.0)  # uniform, 1% of the range past each end (the default margin)
     torch.testing.assert_close(layer.basis.grid_range(), (low - 0.01 * (high - low), high + 0.01 * (high - low)))
     assert layer.basis.is_uniform()  # stays on the closed-form path
     assert (layer(data) - before).abs().max() < 1e-4
-    layer.update_grid(data, grid_eps=0.02)  # nearly the quantiles (pykan's default)
+    layer.update_grid(data)  # the default grid_eps 0.02: nearly the quantiles
     spacing = layer.basis.interior.diff(dim=1)
     assert spacing.min() > 0 and spacing.max() / spacing.min() > 2  # quantile grid: finer where data is dense
     assert (layer(data) - before).abs().max() < 1e-4
@@ -228,7 +228,7 @@ def test_update_grid_moves_the_grid_to_the_data_and_keeps_the_function():
 def test_extend_grid_keeps_the_function_on_the_grid_range():
     torch.manual_seed(5)
     layer = KANLinear(3, 2, grid_size=5, order=3)
-    layer.update_grid(torch.rand(300, 3) * 1.6 - 0.7, grid_eps=0.02)  # an uneven grid on about [-0.7, 0.9]
+    layer.update_grid(torch.rand(300, 3) * 1.6 - 0.7)  # an uneven grid on about [-0.7, 0.9]
     low, high = layer.basis.grid_range()
     x = low + (high - low) * torch.linspace(0, 1, 400)[:, None]
     before = layer(x)

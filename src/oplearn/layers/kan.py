@@ -140,7 +140,7 @@ class KANLinear(nn.Module):
         return self.basis
 
     @torch.no_grad()
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 1.0, margin: float = 0.01) -> None:
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.01) -> None:
         """Move the grid to the samples ``x (..., in)`` and refit so the edge functions are kept.
 
         New grid points per input: ``grid_eps * uniform + (1 - grid_eps) * quantiles`` of the
@@ -150,11 +150,12 @@ class KANLinear(nn.Module):
         out. Coefficients: least squares of the old functions at the samples, written in place
         (optimizers keep working).
 
-        The default ``grid_eps = 1`` is a uniform grid on that range (kept on the fast closed-form
-        path); pykan's 0.02, nearly the sample quantiles, puts the knots where the data are dense,
-        which suits heavy-tailed inputs but fits smooth functions worse: the error of a spline
-        depends on the data density only weakly, and sparse regions get wide cells (on the KAN toy
-        formula, median test RMSE at grid 50: 6.5e-7 uniform, 2.0e-6 at 0.02; benchmarks/RESULTS.md).
+        The default 0.02 (pykan's), nearly the sample quantiles, gives every cell its share of the
+        samples, which keeps the refit well posed on heavy-tailed inputs (a KAN-FNO's hidden
+        values). ``grid_eps = 1``, a uniform grid (kept on the fast closed-form path), fits smooth
+        low-dimensional functions better, since a spline's error depends on the data density only
+        weakly (KAN toy formula, median test RMSE at grid 50: 6.5e-7 against 2.0e-6), but its
+        sparse cells made KAN-FNO training with grid updates diverge (benchmarks/RESULTS.md).
         """
         basis = self._grid_basis("update_grid")
         if not 0 < grid_eps <= 1:
@@ -322,7 +323,7 @@ def prune(layer: KANLinear, threshold: float) -> dict:
 
 
 @contextlib.contextmanager
-def grid_update_hooks(model: nn.Module, grid_eps: float = 1.0):
+def grid_update_hooks(model: nn.Module, grid_eps: float = 0.02):
     """Within the block, each grid-based KANLinear of ``model`` refits its grid to its input just before use.
 
     Run a forward pass inside (through any wrapper around ``model``: a task's normalization, a rollout):
@@ -345,7 +346,7 @@ def grid_update_hooks(model: nn.Module, grid_eps: float = 1.0):
             handle.remove()
 
 
-def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 1.0) -> int:
+def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02) -> int:
     """Run ``model(x)`` once inside :func:`grid_update_hooks`; returns the number of layers updated."""
     with grid_update_hooks(model, grid_eps) as count:
         model(x)

@@ -51,7 +51,7 @@ class KAN(nn.Module):
             x = layer(x)
         return x.movedim(-1, 1)
 
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 1.0) -> None:
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
         """Move every layer's grid to the values it sees for input ``x`` (layer by layer), keeping the function."""
         update_grids(self, x, grid_eps)
 
