@@ -51,9 +51,9 @@ class KAN(nn.Module):
             x = layer(x)
         return x.movedim(-1, 1)
 
-    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02) -> None:
+    def update_grid(self, x: torch.Tensor, grid_eps: float = 0.02, margin: float = 0.0) -> None:
         """Move every layer's grid to the values it sees for input ``x`` (layer by layer), keeping the function."""
-        update_grids(self, x, grid_eps)
+        update_grids(self, x, grid_eps, margin)
 
     def extend_grid(self, new_grid_size: int) -> None:
         """Refine every layer's grid (see :meth:`KANLinear.extend_grid`); rebuild optimizers afterwards."""
