@@ -67,6 +67,10 @@ def test_model_grid_update_refits_each_layer_on_its_own_inputs():
     torch.testing.assert_close(first.basis.interior[:, 0], x.min(0).values)
     hidden = first(x)  # computed after the first layer's update, as the second layer saw it
     torch.testing.assert_close(second.basis.interior[:, -1], hidden.max(0).values)
+    model.update_grid(x, grid_eps=1.0, margin=0.1)  # every layer: uniform, 10% of its input range past each end
+    low, high = x.min(0).values, x.max(0).values
+    torch.testing.assert_close(first.basis.grid_range(), (low - 0.1 * (high - low), high + 0.1 * (high - low)))
+    assert first.basis.is_uniform() and second.basis.is_uniform()
 
 
 def test_model_prune_removes_hidden_nodes_without_inputs():

@@ -146,7 +146,8 @@ class KANLinear(nn.Module):
         New grid points per input: ``grid_eps * uniform + (1 - grid_eps) * quantiles`` of the
         samples (KAN paper), spanning the sample range ``[low, high]`` widened by
         ``margin * (high - low)`` at each end, so that inputs just past the extremes seen (a test
-        point, a hidden value) can stay on the grid instead of where the splines fade out. Coefficients: least squares of the old functions at the samples, written in place
+        point, a hidden value) can stay on the grid instead of where the splines fade out.
+        Coefficients: least squares of the old functions at the samples, written in place
         (optimizers keep working).
 
         The defaults are pykan's: ``grid_eps = 0.02``, nearly the sample quantiles, gives every cell
