@@ -13,8 +13,8 @@ shape, an MLP of equal parameter count and, when ``import kan`` finds pykan, pyk
 ``accuracy``: f(x, y) = exp(sin(pi x) + y^2) with a [2, 1, 1] KAN, 1000 train / 1000 test points on
 [-1, 1]^2, LBFGS, grids 3 -> 10 -> 20 -> 50 (grids moved to the data, uniform on its range and 1% past
 it, then refined); and exp((sin(pi(x1^2 + x2^2)) + sin(pi(x3^2 + x4^2)))/2) with [4, 2, 1, 1]. Test
-RMSE per grid and seed, and the median over seeds, for our KAN and (when ``import kan`` finds it) pykan on the same points,
-next to the values pykan's documentation reports. Figures go to benchmarks/RESULTS.md.
+RMSE per grid and seed, and the median over seeds, for our KAN and (when ``import kan`` finds it) pykan
+on the same points, next to the values pykan's documentation reports. Figures go to benchmarks/RESULTS.md.
 """
 
 from __future__ import annotations
