@@ -103,12 +103,33 @@ def test_coefficient_is_thresholded_neumann_grf_of_documented_noise_on_fine_grid
     pde = DarcyFlow(oversample=2)
     resolution, fine = 10, 19
     noise = np.random.default_rng([4, 7]).standard_normal((1, fine, fine))
+    noise[0, 0, 0] = 0.0  # the constant mode is dropped
     field = GaussianRandomField(2, fine, alpha=2.0, tau=3.0, sigma=1.0, boundary="neumann")
     expected = np.where(field.sample_from_noise(torch.from_numpy(noise))[0].numpy() >= 0, 12.0, 3.0)
     np.testing.assert_array_equal(pde.coefficient(4, 7, resolution), expected)
     sample = pde.sample(4, 7, resolution)
     np.testing.assert_array_equal(sample["inputs"][0], expected[::2, ::2])
     np.testing.assert_allclose(sample["outputs"][0], solve_darcy(expected)[::2, ::2], rtol=1e-6)
+
+
+def trapezoid_mean(field: np.ndarray) -> float:
+    weights = np.ones(field.shape[0])
+    weights[[0, -1]] = 0.5
+    return float(weights @ field @ weights / weights.sum() ** 2)
+
+
+def test_latent_field_has_no_constant_mode_and_balanced_phases():
+    # The paper's GRF.m zeroes the k = 0 coefficient: every w integrates to zero (trapezoid rule is
+    # exact on the cosines), so each sample is about half high, half low.
+    paper, shifted = DarcyFlow(oversample=1), DarcyFlow(oversample=1, constant_mode=True)
+    means = [trapezoid_mean(paper.latent_field(9, i, 33)) for i in range(8)]
+    np.testing.assert_allclose(means, 0.0, atol=1e-12)
+    kept = np.array([trapezoid_mean(shifted.latent_field(9, i, 33)) for i in range(64)])
+    assert 0.07 < kept.std() < 0.16  # the constant mode's standard deviation is tau^-alpha = 1/9
+    high = np.array([(paper.coefficient(9, i, 33) == 12.0).mean() for i in range(64)])
+    high_kept = np.array([(shifted.coefficient(9, i, 33) == 12.0).mean() for i in range(64)])
+    assert abs(high.mean() - 0.5) < 0.05 and high.std() < 0.12
+    assert high_kept.std() > 0.2
 
 
 def test_solution_is_linear_in_the_forcing():

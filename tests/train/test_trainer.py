@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from oplearn.data.formats import load_arrays
-from oplearn.errors import ConfigError, TrainingError
+from oplearn.data.generate import generate
+from oplearn.errors import ConfigError, DataError, TrainingError
 from oplearn.train import Callback, fit
 from oplearn.train.checkpoint import Checkpoint
 
@@ -61,6 +62,24 @@ def test_run_directory_is_not_overwritten_silently(small_config, tmp_path):
         fit(changed, tmp_path / "run", resume=True, progress=False)
     with pytest.raises(ConfigError, match="cannot resume"):
         fit(config, tmp_path / "fresh", resume=True, progress=False)
+
+
+def test_existing_data_must_match_the_generator_settings(small_config, tmp_path):
+    # A file from other settings (or an older generator) is refused, not trained on silently.
+    path = tmp_path / "darcy.h5"
+    generate("darcy", 8, 16, seed=3, out=path, params={"oversample": 1, "constant_mode": True}, progress=False)
+    config = copy.deepcopy(small_config)
+    config["train"]["epochs"] = 1
+    source = {"path": str(path), "pde": "darcy", "n": 8, "resolution": 16, "seed": 3, "params": {"oversample": 1}}
+    config["data"]["train"] = source
+    with pytest.raises(DataError, match=r"generated with constant_mode True \(config: False\); delete the file"):
+        fit(config, tmp_path / "run", progress=False)
+    config["data"]["train"] = {**source, "seed": 4, "params": {"oversample": 1, "constant_mode": True}}
+    with pytest.raises(DataError, match=r"with seed 3 \(config: 4\)"):
+        fit(config, tmp_path / "run", progress=False)
+    assert not (tmp_path / "run").exists()
+    config["data"]["train"] = {**source, "params": {"oversample": 1, "constant_mode": True}}
+    fit(config, tmp_path / "run", progress=False)
 
 
 class Diverge(Callback):

@@ -300,6 +300,12 @@ def is_oplearn_file(path) -> bool:
         return "oplearn_format" in f.attrs
 
 
+def read_attributes(path) -> dict:
+    """The attributes of a complete oplearn file (``pde``, ``seed``, ...), ``params`` decoded into a dict."""
+    with _open(Path(path), allow_partial=False) as f:
+        return _decode_attrs(f.attrs)
+
+
 def _decode_attrs(attrs) -> dict:
     out = {}
     for key, value in attrs.items():

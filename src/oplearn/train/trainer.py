@@ -23,6 +23,8 @@ from tqdm.auto import tqdm
 
 from oplearn.data.dataset import FieldDataset
 from oplearn.data.generate import generate
+from oplearn.data.pdes import get_pde
+from oplearn.data.store import is_oplearn_file, read_attributes
 from oplearn.errors import ConfigError, DataError, TrainingError
 from oplearn.layers.kan import grid_update_hooks
 from oplearn.precision import autocast, tf32_matmuls
@@ -55,12 +57,37 @@ def load_source(source: DataSource, name: str, context: distributed.Context | No
             generate(source.pde, source.n, source.resolution, seed=source.seed, out=path, params=source.params,
                      resume=True, progress=progress)
         distributed.barrier(context)
+    elif source.pde is not None:
+        _check_generated_as_configured(path, source)
     dataset = FieldDataset.open(path, f"{name} data {path}", source.n, source.input_steps, source.output_steps,
                                 source.in_memory)
     if source.resolution is not None and any(n != source.resolution for n in dataset.resolution):
         raise DataError(f"{path} has grid {dataset.resolution}, but resolution {source.resolution} was asked for; "
                         "delete the file to regenerate it or fix the config")
     return dataset
+
+
+def _check_generated_as_configured(path: Path, source: DataSource) -> None:
+    """An existing file that ``source`` would generate must hold what ``source`` describes.
+
+    Catches files left from other settings or from an older generator (whose
+    parameters differ once defaults are filled in). Converted files are not checked.
+    """
+    if not is_oplearn_file(path):
+        return
+    stored = read_attributes(path)
+    problem = get_pde(source.pde, **source.params)
+    if stored.get("pde") != problem.name or "source" in stored["params"]:
+        return
+    wanted = json.loads(json.dumps(problem.model_dump(mode="json")))
+    differences = [f"{key} {stored['params'].get(key, 'unset')} (config: {wanted.get(key, 'unset')})"
+                   for key in sorted(set(stored["params"]) | set(wanted))
+                   if stored["params"].get(key, "unset") != wanted.get(key, "unset")]
+    if stored.get("seed") != source.seed:
+        differences.append(f"seed {stored.get('seed')} (config: {source.seed})")
+    if differences:
+        raise DataError(f"{path} was generated with {', '.join(differences)}; "
+                        "delete the file to regenerate it, or fix the config")
 
 
 def _prepare_run_dir(out: Path, config: Config, resume: bool, overwrite: bool) -> None:
