@@ -55,7 +55,8 @@ def _fsync(path: Path) -> None:
             os.close(fd)
 
 
-def _params_json(params: dict) -> str:
+def params_json(params: dict) -> str:
+    """Generator parameters as the file attribute ``params`` stores them (sorted-key JSON)."""
     def default(obj):
         if isinstance(obj, (np.generic, np.ndarray)):
             return obj.tolist()
@@ -112,22 +113,22 @@ class DatasetWriter:
         if self.partial.exists() and overwrite:
             self.partial.unlink()
         if self.partial.exists() and resume:
-            self._file = self._reopen(pde, _params_json(params), int(seed), extra)
+            self._file = self._reopen(pde, params_json(params), int(seed), extra)
         elif self.partial.exists():
             raise DataError(f"{self.partial} holds an interrupted generation; "
                             "pass --resume to continue it or --overwrite to start over")
         else:
-            self._file = self._create(pde, _params_json(params), int(seed), extra)
+            self._file = self._create(pde, params_json(params), int(seed), extra)
 
     # -- opening --------------------------------------------------------------
 
-    def _create(self, pde, params_json, seed, extra) -> h5py.File:
+    def _create(self, pde, params_text, seed, extra) -> h5py.File:
         # Build the empty layout under a scratch name and rename it, so a kill
         # during creation never leaves a half-made `.partial` behind.
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         scratch = self.partial.with_name(self.partial.name + ".new")
         with h5py.File(scratch, "w") as f:
-            f.attrs.update(oplearn_format=FORMAT_VERSION, pde=str(pde), params=params_json,
+            f.attrs.update(oplearn_format=FORMAT_VERSION, pde=str(pde), params=params_text,
                            seed=seed, oplearn_version=__version__, complete=False,
                            n_samples=self.n_samples, n_done=0)
             for name, shape in self.shapes.items():
@@ -145,7 +146,7 @@ class DatasetWriter:
         os.replace(scratch, self.partial)
         return h5py.File(self.partial, "r+")
 
-    def _reopen(self, pde, params_json, seed, extra) -> h5py.File:
+    def _reopen(self, pde, params_text, seed, extra) -> h5py.File:
         try:
             f = h5py.File(self.partial, "r+")
         except OSError as exc:
@@ -157,7 +158,7 @@ class DatasetWriter:
             checks = [
                 ("oplearn_format", a.get("oplearn_format"), FORMAT_VERSION),
                 ("pde", a.get("pde"), str(pde)),
-                ("params", json.loads(a.get("params", "null")), json.loads(params_json)),
+                ("params", json.loads(a.get("params", "null")), json.loads(params_text)),
                 ("seed", a.get("seed"), seed),
                 ("n_samples", a.get("n_samples"), self.n_samples),
                 ("shapes", stored_shapes, self.shapes),
