@@ -64,7 +64,7 @@ import spectral  # noqa: E402  (benchmarks/spectral.py)
 
 from oplearn.errors import ConfigError, DataError, OplearnError  # noqa: E402
 from oplearn.models import build  # noqa: E402
-from oplearn.models.fno import padding_points  # noqa: E402
+from oplearn.layers.padding import padding_points  # noqa: E402
 from oplearn.precision import autocast, tf32_matmuls  # noqa: E402
 from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, prepare_data,  # noqa: E402
                                 record_row, reproduce, table_line, training_seconds)

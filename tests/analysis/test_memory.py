@@ -103,7 +103,8 @@ def test_fno_within_20_percent_of_the_cpu_allocator():
     # backward); the FNO's pointwise maps are GEMMs, so every byte is an operator's output (exact in our runs).
     assert estimate.peak == pytest.approx(measured, rel=0.01), (estimate.peak, measured)
     assert isinstance(estimate, MemoryEstimate) and "MiB" in str(estimate)
-    assert estimate.parameters == FLOAT * sum(p.numel() for p in model.parameters())
+    assert estimate.parameters == (FLOAT * sum(p.numel() for p in model.parameters())
+                                   + sum(b.numel() * b.element_size() for b in model.buffers()))
 
 
 def test_checkpointing_lowers_the_estimate_by_the_saved_activations():

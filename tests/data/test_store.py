@@ -1,6 +1,7 @@
 """Tests for oplearn.data.store: writing, crash-safe resuming, reading, describe."""
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -181,18 +182,20 @@ def test_resume_without_partial_starts_fresh(tmp_path):
         assert w.n_done == 0
 
 
-@pytest.mark.parametrize("field, change", [
-    ("pde", {"pde": "burgers"}),
-    ("params", {"params": {**PARAMS, "alpha": 0.6}}),
-    ("seed", {"seed": 8}),
-    ("n_samples", {"n_samples": 11}),
-    ("shapes", {"shapes": {"inputs": (1, 6, 6), "outputs": (1, 6, 6)}}),
+@pytest.mark.parametrize("change, message", [
+    ({"pde": "burgers"}, "pde darcy (now: burgers)"),
+    ({"params": {**PARAMS, "alpha": 0.6}}, "alpha 0.5 (now: 0.6)"),
+    ({"params": {**PARAMS, "nested": {"k": [1, 3]}}}, "k [1, 2] (now: [1, 3])"),
+    ({"params": {"grid": 6, "alpha": 0.5}}, "nested {'k': [1, 2]} (now: unset)"),
+    ({"seed": 8}, "seed 7 (now: 8)"),
+    ({"n_samples": 11}, "n_samples 10 (now: 11)"),
+    ({"shapes": {"inputs": (1, 6, 6), "outputs": (1, 6, 6)}}, "outputs (2, 6, 6) (now: (1, 6, 6))"),
 ])
-def test_resume_mismatch(tmp_path, field, change):
+def test_resume_mismatch_names_the_setting_that_changed(tmp_path, change, message):
     path = tmp_path / "train.h5"
     with writer(path, 10) as w:
         w.append(batch(0, 2))
-    with pytest.raises(DataError, match=f"{field} differs"):
+    with pytest.raises(DataError, match=f"cannot resume .*: it was written with {re.escape(message)};"):
         writer(path, 10, resume=True, **change)
 
 

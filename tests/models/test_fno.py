@@ -63,15 +63,6 @@ def test_build_rejects_unknown_names_and_bad_inputs():
         model(torch.randn(1, 1, 10, 32))
 
 
-def test_padding_keeps_the_physical_period_across_resolutions():
-    from oplearn.models.fno import padding_points
-
-    periods = [(n + padding_points(n, 0.1)) / (n - 1) for n in (32, 64, 85, 128, 421)]
-    assert max(periods) - min(periods) < 0.01
-    assert all(abs(p - 1.1) < 0.01 for p in periods)
-    assert padding_points(64, 0.0) == 0
-
-
 def test_checkpointed_blocks_give_the_same_gradients_while_saving_fewer_tensors():
     torch.manual_seed(8)
     plain = FNO(1, 1, modes=(4, 4), width=8, n_layers=4, padding=0.1, projection_channels=8).double()

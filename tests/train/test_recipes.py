@@ -50,6 +50,7 @@ def test_refine_trains_only_the_released_last_block(tiny_run, tmp_path):
     released = after["model.blocks.1.spectral.weight_pairs"]
     assert released.shape[2:4] == (16, 9) and before["model.blocks.1.spectral.weight_pairs"].shape[2:4] == (8, 4)
     assert released[:, :, 4:12].abs().sum() > 0  # the new modes were trained
+    assert torch.equal(after["model.domain_padding.reference"], before["model.domain_padding.reference"])
     saved = load_run(tmp_path / "refine", "cpu")[0]
     assert saved.model.model_extra["last_modes"] == [8, 9]
     assert evaluate_run(tmp_path / "refine", device="cpu")["test"]["rel_l2"] < 1.0

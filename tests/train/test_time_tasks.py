@@ -63,7 +63,8 @@ def time_config(vorticity_files, task, modes):
     return {"seed": 0, "device": "cpu",
             "data": {"train": {"path": vorticity_files["train"], **steps}, "test": {"path": vorticity_files["test"], **steps},
                      "normalize_inputs": normalize, "normalize_outputs": normalize},
-            "model": {"name": "fno", "modes": modes, "width": 8, "n_layers": 2, "projection_channels": 16},
+            "model": {"name": "fno", "modes": modes, "width": 8, "n_layers": 2, "projection_channels": 16,
+                      "padding": [0.0] * (len(modes) - 1) + [0.7 if task == "space_time" else 0.0]},
             "train": {"epochs": 8, "batch_size": 4, "lr": 0.01, "task": task}}
 
 
@@ -77,6 +78,8 @@ def test_time_tasks_train_reload_and_evaluate(vorticity_files, tmp_path, task, m
     _, model, loaded = load_run(tmp_path / task, "cpu")
     assert type(loaded).__name__ == {"recurrent": "RecurrentTask", "space_time": "SpaceTimeTask"}[task]
     assert model.in_channels == 3 and model.out_channels == 1  # snapshots in, one snapshot (per time) out
+    if task == "space_time":  # the padded time axis keeps the period of the (x, y, t) grid trained on
+        assert model.domain_padding.reference.tolist() == [16, 16, 4]
     assert evaluate_run(tmp_path / task)["test"]["rel_l2"] == pytest.approx(results["test"]["rel_l2"], rel=1e-5)
 
 

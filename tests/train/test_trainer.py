@@ -33,6 +33,7 @@ def test_training_lowers_the_error_and_writes_the_run(small_config, tmp_path):
     train_inputs = load_arrays(config["data"]["train"]["path"])["arrays"]["inputs"]
     assert saved.extra()["normalizer.inputs.mean"].item() == pytest.approx(train_inputs.mean(), rel=1e-5)
     assert saved.state["config"]["model"]["width"] == 8 and "rng.torch" in saved.extra()
+    assert saved.tensors["model.domain_padding.reference"].tolist() == [16, 16]  # the training grid's period
     assert json.loads((tmp_path / "run" / "results.json").read_text()) == results
 
 

@@ -92,7 +92,9 @@ def _weights(source: nn.Module | Mapping[str, torch.Tensor]) -> dict[str, torch.
         source = source.model
     if isinstance(source, nn.Module):
         return {name: p.detach() for name, p in source.named_parameters()}
-    return {name: torch.as_tensor(value).detach() for name, value in source.items()}
+    tensors = {name: torch.as_tensor(value).detach() for name, value in source.items()}
+    # a state dict also holds integer buffers (e.g. a padding's reference grid), never parameters
+    return {name: t for name, t in tensors.items() if t.is_floating_point() or t.is_complex()}
 
 
 def _wide(tensor: torch.Tensor) -> torch.Tensor:

@@ -69,6 +69,22 @@ def params_json(params: dict) -> str:
                         "pass plain numbers, strings, lists and dicts") from None
 
 
+def differing_settings(stored: dict, wanted: dict, label: str = "now") -> list[str]:
+    """``"key stored (label: wanted)"`` for every setting that differs; a key one side lacks reads as unset.
+
+    Nested dicts (generator params, array shapes) are compared key by key, so
+    the message names the setting that changed rather than the whole group.
+    """
+    lines = []
+    for key in sorted(set(stored) | set(wanted), key=str):
+        old, new = stored.get(key, "unset"), wanted.get(key, "unset")
+        if isinstance(old, dict) and isinstance(new, dict):
+            lines += differing_settings(old, new, label)
+        elif old != new:
+            lines.append(f"{key} {old} ({label}: {new})")
+    return lines
+
+
 class DatasetWriter:
     """Write samples into ``<path>.partial`` and move it onto ``path`` when done.
 
@@ -154,20 +170,16 @@ class DatasetWriter:
                             "pass --overwrite to start over") from None
         try:
             a = f.attrs
-            stored_shapes = {k: tuple(f[k].shape[1:]) for k in f if f[k].chunks is not None}
-            checks = [
-                ("oplearn_format", a.get("oplearn_format"), FORMAT_VERSION),
-                ("pde", a.get("pde"), str(pde)),
-                ("params", json.loads(a.get("params", "null")), json.loads(params_text)),
-                ("seed", a.get("seed"), seed),
-                ("n_samples", a.get("n_samples"), self.n_samples),
-                ("shapes", stored_shapes, self.shapes),
-            ]
-            for field, old, new in checks:
-                if old != new:
-                    raise DataError(f"cannot resume {self.partial}: {field} differs "
-                                    f"(file has {old!r}, now {new!r}); "
-                                    "rerun with the original settings or pass --overwrite")
+            stored = {"oplearn_format": a.get("oplearn_format"), "pde": a.get("pde"),
+                      "params": json.loads(a.get("params", "null")) or {}, "seed": a.get("seed"),
+                      "n_samples": a.get("n_samples"),
+                      "shapes": {k: tuple(f[k].shape[1:]) for k in f if f[k].chunks is not None}}
+            wanted = {"oplearn_format": FORMAT_VERSION, "pde": str(pde), "params": json.loads(params_text),
+                      "seed": seed, "n_samples": self.n_samples, "shapes": self.shapes}
+            differences = differing_settings(stored, wanted)
+            if differences:
+                raise DataError(f"cannot resume {self.partial}: it was written with {', '.join(differences)}; "
+                                "rerun with the original settings or pass --overwrite")
             for name, arr in extra.items():
                 if name not in f or not np.array_equal(f[name][...], arr):
                     raise DataError(f"cannot resume {self.partial}: dataset '{name}' differs; "

@@ -20,7 +20,6 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -28,6 +27,7 @@ from oplearn.analysis.width import apply_mup, check_parameterization, param_grou
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.factorized_spectral import FACTORIZATIONS, spectral_conv
 from oplearn.layers.kan import PointwiseKAN
+from oplearn.layers.padding import DomainPadding
 from oplearn.layers.pointwise import PointwiseLinear
 
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "silu": nn.SiLU, "tanh": nn.Tanh}
@@ -51,18 +51,6 @@ def grid_coordinates(sizes: Sequence[int], *, dtype, device) -> torch.Tensor:
     """Coordinates of the uniform grid on ``[0, 1]^d`` with both ends: ``(d, *sizes)``."""
     axes = [torch.linspace(0, 1, n, dtype=dtype, device=device) for n in sizes]
     return torch.stack(torch.meshgrid(*axes, indexing="ij"))
-
-
-def padding_points(n: int, padding: float) -> int:
-    """Zero points to append to an ``n``-point axis of spacing ``1/(n-1)``.
-
-    Chosen so that the padded, periodic length ``(n + p) / (n - 1)`` is close
-    to ``1 + padding`` at every resolution: a Fourier mode then means the
-    same physical frequency on a coarse and on a fine grid.
-    """
-    if padding == 0:
-        return 0
-    return max(0, round((1 + padding) * (n - 1)) - n)
 
 
 class FourierBlock(nn.Module):
@@ -89,8 +77,10 @@ class FNO(nn.Module):
         n_layers: number of Fourier blocks.
         activation: name of the nonlinearity (gelu, relu, silu, tanh).
         padding: zero padding at the end of each axis as a fraction of the domain
-            length, for non-periodic problems: the Fourier layers then see a period
-            of about ``1 + padding`` at every resolution (see ``padding_points``).
+            length, for non-periodic problems. The Fourier layers see a period of
+            about ``1 + padding``; once ``domain_padding.fix_period(training grid)``
+            has run (the trainer does it), every grid gets exactly the training grid's
+            period, which zero-shot super-resolution needs (``oplearn.layers.padding``).
             One number for every axis, or one per axis (e.g. ``[0, 0, 0.15]``: only time
             is padded in a space-time FNO on periodic space).
         grid: append the d grid coordinates to the input channels.
@@ -157,7 +147,8 @@ class FNO(nn.Module):
         if factorization == "dense" and rank != 1.0:
             raise ConfigError("rank applies only with factorization='tucker' or 'cp'")
         self.in_channels, self.out_channels, self.modes = in_channels, out_channels, modes
-        self.paddings, self.grid, self.mixer = paddings, grid, mixer
+        self.domain_padding = DomainPadding(paddings)
+        self.grid, self.mixer = grid, mixer
         self.checkpoint_blocks = checkpoint_blocks
         pointwise = pointwise_maps(mixer, kan_options)
         self.lifting = pointwise(in_channels + (len(modes) if grid else 0), width)
@@ -188,6 +179,11 @@ class FNO(nn.Module):
         return param_groups(self, lr)
 
     @property
+    def paddings(self) -> tuple[float, ...]:
+        """The padding fraction of each axis."""
+        return self.domain_padding.fractions
+
+    @property
     def dim(self) -> int:
         return len(self.modes)
 
@@ -197,7 +193,7 @@ class FNO(nn.Module):
         Its old weights stay, the new modes start at zero, so the model's output is
         unchanged until they are trained. Returns the new ``last_modes``.
         """
-        padded = [n + padding_points(n, p) for n, p in zip(resolution, self.paddings)]
+        padded = [n + p for n, p in zip(resolution, self.domain_padding.points(resolution))]
         full = tuple(n // 2 for n in padded[:-1]) + (padded[-1] // 2 + 1,)
         block = self.blocks[-1]
         block.spectral = block.spectral.with_modes(full)
@@ -214,14 +210,10 @@ class FNO(nn.Module):
             coords = grid_coordinates(sizes, dtype=x.dtype, device=x.device)
             x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
         x = self.lifting(x)
-        pads = [padding_points(n, p) for n, p in zip(sizes, self.paddings)]
-        if any(pads):
-            x = F.pad(x, [p for pad in reversed(pads) for p in (0, pad)])
+        x = self.domain_padding.pad(x)
         for block in self.blocks:
             if self.checkpoint_blocks and torch.is_grad_enabled():
                 x = checkpoint(block, x, use_reentrant=False)
             else:
                 x = block(x)
-        if any(pads):
-            x = x[(..., *[slice(0, n) for n in sizes])]
-        return self.projection(x)
+        return self.projection(self.domain_padding.crop(x, sizes))

@@ -35,14 +35,14 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.group_spectral import (POOLINGS, GroupLinear, GroupSpectralConv, check_square_grid, get_group,
                                           group_pool)
 from oplearn.layers.pointwise import PointwiseLinear
-from oplearn.models.fno import grid_coordinates, make_activation, padding_points
+from oplearn.layers.padding import DomainPadding
+from oplearn.models.fno import grid_coordinates, make_activation
 
 
 def square_modes(modes: int | Sequence[int]) -> int:
@@ -112,7 +112,8 @@ class GFNO(nn.Module):
         if pooling not in POOLINGS:
             raise ConfigError(f"unknown group pooling '{pooling}'; choose one of: {', '.join(POOLINGS)}")
         self.in_channels, self.out_channels, self.group = in_channels, out_channels, group
-        self.padding, self.grid, self.pooling = padding, grid, pooling
+        self.domain_padding = DomainPadding((padding, padding))
+        self.grid, self.pooling = grid, pooling
         self.lifting = PointwiseLinear(in_channels + (2 if grid else 0), width)
         self.blocks = nn.ModuleList(
             GroupFourierBlock(width, self.modes, group, activation if i < n_layers - 1 else None, lifting=i == 0)
@@ -133,11 +134,8 @@ class GFNO(nn.Module):
             coords = grid_coordinates((n, n), dtype=x.dtype, device=x.device)
             x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
         x = self.lifting(x)
-        pad = padding_points(n, self.padding)
-        if pad:
-            x = F.pad(x, [0, pad, 0, pad])
+        x = self.domain_padding.pad(x)
         for block in self.blocks:
             x = block(x)
-        if pad:
-            x = x[..., :n, :n]
+        x = self.domain_padding.crop(x, (n, n))
         return group_pool(self.projection(x), self.pooling)

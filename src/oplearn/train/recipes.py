@@ -33,6 +33,7 @@ from torch import nn
 from oplearn.analysis.linearize import linearize
 from oplearn.data.dataset import FieldDataset
 from oplearn.errors import ConfigError, DataError
+from oplearn.layers.padding import fix_padded_periods
 from oplearn.models import build
 from oplearn.train.checkpoint import Checkpoint
 from oplearn.train.config import Config, load_config
@@ -118,7 +119,8 @@ def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn
     """Model (on ``device``; only trainable parameters require grad), task and the config to save.
 
     The saved config differs from ``config`` only for ``refine``, which records the released
-    modes (``model.last_modes``) so that ``load_run`` rebuilds the same model.
+    modes (``model.last_modes``) so that ``load_run`` rebuilds the same model. Zero padding
+    keeps the period of the training grid on every other grid (``oplearn.layers.padding``).
     """
     torch.manual_seed(config.seed)
     stage = config.stage
@@ -138,6 +140,7 @@ def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn
     else:
         model, task, config = _refine(config, train, device)
     task.loss = config.train.loss
+    fix_padded_periods(model, task.model_grid(train.resolution))  # a second stage keeps its base's period
     return model, task, config
 
 

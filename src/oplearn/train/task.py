@@ -67,9 +67,13 @@ class SupervisedTask:
         """``(batch,)`` relative L2 errors of the prediction: the score every run reports."""
         return relative_lp_loss(self.predict(model, inputs), targets, reduction="none")
 
+    def model_grid(self, resolution) -> tuple[int, ...]:
+        """The grid the model sees for data on ``resolution``."""
+        return tuple(resolution)
+
     def model_points(self, resolution) -> int:
         """Grid points of one sample as the model sees it (sets evaluation batch sizes)."""
-        return math.prod(resolution)
+        return math.prod(self.model_grid(resolution))
 
     def evaluation_batch(self, resolution) -> int:
         """Samples per evaluation batch: 64, fewer on fine grids (about 4M model grid points per batch)."""
@@ -212,8 +216,8 @@ class SpaceTimeTask(SupervisedTask):
         plain = SupervisedTask.fitted_on(train, normalize_inputs, normalize_outputs)
         return cls(plain.input_normalizer, plain.output_normalizer, steps_out)
 
-    def model_points(self, resolution) -> int:
-        return math.prod(resolution) * self.steps_out
+    def model_grid(self, resolution) -> tuple[int, ...]:
+        return (*resolution, self.steps_out)
 
     def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
         if self.input_normalizer is not None:

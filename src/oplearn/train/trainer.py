@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 from oplearn.data.dataset import FieldDataset
 from oplearn.data.generate import generate
 from oplearn.data.pdes import get_pde
-from oplearn.data.store import is_oplearn_file, params_json, read_attributes
+from oplearn.data.store import differing_settings, is_oplearn_file, params_json, read_attributes
 from oplearn.errors import ConfigError, DataError, TrainingError
 from oplearn.layers.kan import grid_update_hooks
 from oplearn.precision import autocast, tf32_matmuls
@@ -79,12 +79,9 @@ def _check_generated_as_configured(path: Path, source: DataSource) -> None:
     problem = get_pde(source.pde, **source.params)
     if stored.get("pde") != problem.name or "source" in stored["params"]:
         return
-    wanted = json.loads(params_json(problem.model_dump(mode="json")))  # as the generator would store them
-    differences = [f"{key} {stored['params'].get(key, 'unset')} (config: {wanted.get(key, 'unset')})"
-                   for key in sorted(set(stored["params"]) | set(wanted))
-                   if stored["params"].get(key, "unset") != wanted.get(key, "unset")]
-    if stored.get("seed") != source.seed:
-        differences.append(f"seed {stored.get('seed')} (config: {source.seed})")
+    wanted = {"params": json.loads(params_json(problem.model_dump(mode="json"))),  # as the generator stores them
+              "seed": source.seed}
+    differences = differing_settings({"params": stored["params"], "seed": stored.get("seed")}, wanted, "config")
     if differences:
         raise DataError(f"{path} was generated with {', '.join(differences)}; "
                         "delete the file to regenerate it, or fix the config")
