@@ -27,7 +27,7 @@ def test_unfixed_padding_rounds_each_grid_to_about_one_plus_padding():
 def test_fixed_padding_gives_refined_grids_the_training_period_exactly():
     padding = DomainPadding((0.1, 0.0))
     padding.fix_period((85, 85))
-    for n in (85, 169, 211, 421, 1681):  # n - 1 a multiple of 84 / 2: the period 92/84 is reachable
+    for n in (85, 106, 211, 421, 1681):  # n - 1 a multiple of 21: the period 92/84 = 23/21 is reachable
         pad = padding.points((n, n))
         assert period(n, pad[0]) == Fraction(92, 84) and pad[1] == 0
     # Otherwise the nearest whole number of points: 141 points, 153.33 -> 153.
