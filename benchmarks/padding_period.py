@@ -1,6 +1,6 @@
 """Zero-shot super-resolution of a padded FNO run: the padded period, and what a spline would do.
 
-For every zero-shot test set of a run (``data.extra_tests``), the relative L2 error with
+For a run's test set and each zero-shot set (``data.extra_tests``), the relative L2 error with
 
 - ``per grid``: each grid rounds ``1 + padding`` to whole points itself (oplearn before the padded
   period was recorded, and neuraloperator's ``DomainPadding``);
@@ -42,7 +42,9 @@ def main() -> None:
     args = parser.parse_args()
     config, model, task = load_run(args.run, "cpu")
     padding = model.domain_padding
-    train_grid = tuple(load_source(config.data.test, "test").resolution)
+    if not padding.fixed:
+        raise SystemExit(f"{args.run} was trained before the padded period was recorded; retrain it")
+    train_grid = tuple(padding.reference.tolist())  # the grid the run was trained on
     print("| grid | padded points per grid / fixed | rel. L2, period per grid | rel. L2, period fixed | "
           "spline of the training-grid prediction |")
     print("| --- | --- | --- | --- | --- |")

@@ -171,7 +171,7 @@ class DatasetWriter:
         try:
             a = f.attrs
             stored = {"oplearn_format": a.get("oplearn_format"), "pde": a.get("pde"),
-                      "params": json.loads(a.get("params", "null")) or {}, "seed": a.get("seed"),
+                      "params": json.loads(a.get("params", "null")), "seed": a.get("seed"),
                       "n_samples": a.get("n_samples"),
                       "shapes": {k: tuple(f[k].shape[1:]) for k in f if f[k].chunks is not None}}
             wanted = {"oplearn_format": FORMAT_VERSION, "pde": str(pde), "params": json.loads(params_text),

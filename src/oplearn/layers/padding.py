@@ -32,10 +32,8 @@ def padding_points(n: int, padding: float, reference: int = 0) -> int:
     """
     if padding == 0:
         return 0
-    if reference > 1:
-        period = (reference + padding_points(reference, padding)) / (reference - 1)
-        return max(0, round(period * (n - 1)) - n)
-    return max(0, round((1 + padding) * (n - 1)) - n)
+    period = (reference + padding_points(reference, padding)) / (reference - 1) if reference > 1 else 1 + padding
+    return max(0, round(period * (n - 1)) - n)
 
 
 class DomainPadding(nn.Module):
