@@ -21,6 +21,7 @@ from pathlib import Path
 
 from oplearn.train import fit
 from oplearn.train.evaluation import evaluate_run
+from oplearn.train.run_dir import RunDir
 
 DATA = {
     "darcy": {"pde": "darcy", "params": {}, "resolution": 32, "steps": {}},
@@ -56,9 +57,9 @@ def run_one(label: str, config: dict, out: Path) -> dict:
     started = time.perf_counter()
     fit(config, out, progress=False, overwrite=True)
     seconds = time.perf_counter() - started
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    metrics = RunDir(out).read_metrics()
     evaluated = evaluate_run(out, device=config["device"])
-    results = json.loads((out / "results.json").read_text())
+    results = RunDir(out).read_results()
     return {
         "model": label, "parameters": results["parameters"], "seconds": seconds,
         "seconds_per_epoch": sum(m["epoch_seconds"] for m in metrics) / len(metrics),

@@ -27,6 +27,7 @@ import torch
 from oplearn.data import generate
 from oplearn.models import build
 from oplearn.train import fit
+from oplearn.train.run_dir import RunDir
 
 
 def parameter_count(model: dict) -> int:
@@ -77,7 +78,7 @@ def train_once(model: dict, seed: int, files: dict[str, Path], args, run_dir: Pa
                   "scheduler": "cosine", "kan_grid_updates": grid_updates},
     }
     results = fit(config, run_dir, overwrite=True, progress=False)
-    epochs = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    epochs = RunDir(run_dir).read_metrics()
     return {"seed": seed, "test_rel_l2": results["test"]["rel_l2"], "parameters": results["parameters"],
             "epoch_seconds": statistics.mean(epoch["epoch_seconds"] for epoch in epochs),
             "train_loss": epochs[-1]["train_loss"]}

@@ -23,7 +23,8 @@ import torch
 from oplearn.data.pdes.darcy import spline_regrid
 from oplearn.losses import relative_lp_loss
 from oplearn.train.recipes import load_run
-from oplearn.train.trainer import load_source
+from oplearn.data.batch import Batch
+from oplearn.data.sources import load_source
 
 
 def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
@@ -32,7 +33,7 @@ def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
 
 def predict(task, model, inputs: torch.Tensor) -> torch.Tensor:
     with torch.no_grad():
-        return torch.cat([task.predict(model, part) for part in inputs.split(10)])
+        return torch.cat([task.predict(model, Batch(part, None)) for part in inputs.split(10)])
 
 
 def main() -> None:
@@ -49,7 +50,8 @@ def main() -> None:
           "spline of the training-grid prediction |")
     print("| --- | --- | --- | --- | --- |")
     for name, source in {"test": config.data.test, **config.data.extra_tests}.items():
-        inputs, targets = load_source(source, name).batch(range(args.samples))
+        batch = load_source(source, name).batch(range(args.samples))
+        inputs, targets = batch.inputs, batch.targets
         grid = tuple(inputs.shape[2:])
         row = {}
         for label, reference in (("per grid", (0,) * len(grid)), ("fixed", train_grid)):

@@ -19,7 +19,7 @@ How the runs are matched:
 
 - Data: the row config after ``--set``; every source (train, test, ``data.extra_tests``) is opened, or
   generated, by ``reproduce.prepare_data`` before either run, so neither wall time includes data generation.
-- Task, normalization, loss, score: the task ours trains with (``recipes._fresh_task``: supervised with
+- Task, normalization, loss, score: the task ours trains with (``recipes.setup``: supervised with
   per-channel mean/std of inputs and outputs from the training split; for Navier-Stokes the time-recurrent
   rollout or the space-time model), its ``per_sample_loss`` (``train.loss`` in physical units, batch mean)
   and ``evaluate`` (mean relative L2), wrapped around their model.
@@ -69,7 +69,10 @@ from oplearn.precision import autocast, tf32_matmuls  # noqa: E402
 from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, prepare_data,  # noqa: E402
                                 record_row, reproduce, table_line, training_seconds)
 from oplearn.train import distributed, recipes  # noqa: E402
-from oplearn.train.trainer import load_source, make_scheduler  # noqa: E402
+from oplearn.data.sources import load_source  # noqa: E402
+from oplearn.train.objective import Objective  # noqa: E402
+from oplearn.train.task import get_task  # noqa: E402
+from oplearn.train.trainer import make_scheduler  # noqa: E402
 
 MODEL = "neuraloperator 2.0.0 FNO"
 ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu, "tanh": torch.tanh}
@@ -145,9 +148,9 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str, r
     device = distributed.resolve_device(config.device)
     revision = commit()  # the code that runs, even if the tree moves on during a long run
     train, test = load_source(config.data.train, "train"), load_source(config.data.test, "test")
-    task = recipes._fresh_task(config, train)  # the task ours trains with: supervised, recurrent or space-time
+    task = get_task(config.train.task).from_config(config, train, Objective.from_config(config.train.loss))  # the task ours trains with: supervised, recurrent or space-time
     task.loss = config.train.loss
-    _, theirs = build_matched(config, recipes.model_channels(config, train.channels), train.resolution, padding_kind)
+    _, theirs = build_matched(config, get_task(config.train.task).model_channels(config, train.channels), train.resolution, padding_kind)
     model = theirs.to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.train.lr, weight_decay=config.train.weight_decay)
     scheduler = make_scheduler(optimizer, config)
@@ -171,9 +174,9 @@ def train_theirs(row: str, overrides: list[str], out: Path, padding_kind: str, r
             trained.train()
             for indices, count in distributed.epoch_batches(len(train), config.train.batch_size, config.seed,
                                                              epoch, context):
-                inputs, targets = (t.to(device, non_blocking=True) for t in train.batch(indices))
+                batch = train.batch(indices).to(device, non_blocking=True)
                 with autocast(config.train.precision, device):
-                    losses = task.per_sample_loss(trained, inputs, targets).float()
+                    losses = task.per_sample_loss(trained, batch).float()
                 optimizer.zero_grad(set_to_none=True)
                 (losses.sum() / count).backward()
                 optimizer.step()

@@ -5,7 +5,7 @@
 One base FNO is trained on default Darcy flow (coefficient 12/3). It is then
 fine-tuned on two other regimes, A (high contrast, 20/2) and B (low contrast,
 6/4), once non-linearly (all weights, ordinary training) and once in tangent
-space (the linearized model of ``oplearn.analysis.linearize``), with the same
+space (the linearized model of ``oplearn.models.linearize``), with the same
 loop, optimizer and budget. Each fine-tuning leaves a task vector
 ``tau = theta_ft - theta_0``; the merged model is ``theta_0 + a (tau_A + tau_B)``
 (for the tangent-space pair: evaluated as the linearized model at that point).
@@ -24,11 +24,12 @@ from pathlib import Path
 
 import torch
 
-from oplearn.analysis.linearize import TaskVector, linearize
+from oplearn.models.linearize import TaskVector, linearize
 from oplearn.train import fit
 from oplearn.train.config import DataSource
 from oplearn.train.recipes import load_run
-from oplearn.train.trainer import load_source
+from oplearn.train.run_dir import RunDir
+from oplearn.data.sources import load_source
 
 REGIMES = {"base 12/3": {"high": 12.0, "low": 3.0}, "A 20/2": {"high": 20.0, "low": 2.0},
            "B 6/4": {"high": 6.0, "low": 4.0}}
@@ -51,8 +52,7 @@ def finetune(model, task, data, epochs: int, lr: float, batch_size: int, seed: i
     for _ in range(epochs):
         order = torch.randperm(len(data))
         for start in range(0, len(data), batch_size):
-            inputs, targets = data.batch(order[start:start + batch_size].tolist())
-            loss = task.per_sample_loss(model, inputs, targets).mean()
+            loss = task.per_sample_loss(model, data.batch(order[start:start + batch_size].tolist())).mean()
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -89,7 +89,7 @@ def main() -> None:
         "train": {"epochs": args.base_epochs, "batch_size": 20, "lr": 3e-3},
     }
     run = root / "base_run"
-    if not (run / "results.json").is_file():
+    if not RunDir(run).results.is_file():
         fit(config, run, progress=False, overwrite=True)
     _, base, task = load_run(run, "cpu")
     tests = {name: load_source(source(root, name, params, args.n_test, args.resolution, 20 + i), name)

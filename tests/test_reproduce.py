@@ -50,6 +50,7 @@ def test_every_row_model_runs_at_the_row_shape(row):
     import torch
 
     from oplearn.train.recipes import _build
+    from oplearn.data.batch import Batch
     from oplearn.train.task import RecurrentTask, SpaceTimeTask, SupervisedTask
 
     config = paper_config(row)
@@ -61,7 +62,7 @@ def test_every_row_model_runs_at_the_row_shape(row):
             "space_time": SpaceTimeTask(None, None, steps_out)}[config.train.task]
     model = _build(config, channels)
     with torch.no_grad():
-        predicted = task.predict(model, torch.zeros(1, steps_in, *[source.resolution] * dim))
+        predicted = task.predict(model, Batch(torch.zeros(1, steps_in, *[source.resolution] * dim), None))
     assert predicted.shape == (1, steps_out, *[source.resolution] * dim)
     assert math.isfinite(predicted.abs().max().item())
 

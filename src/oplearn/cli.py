@@ -102,6 +102,13 @@ def convert(source, destination, input_key, output_key, overwrite):
     click.echo(describe(path))
 
 
+def _where(entry: dict) -> str:
+    """'at grid (32, 32)' or 'on mesh data (up to 1012 points)' for a results entry."""
+    if "resolution" in entry:
+        return f"at grid {tuple(entry['resolution'])}"
+    return f"on {entry['geometry']} data (up to {entry['max_points']} points)"
+
+
 @cli.command()
 @click.argument("config", type=click.Path(path_type=Path))
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE", help="Override a config field.")
@@ -116,7 +123,7 @@ def train(config, overrides, out, resume, overwrite):
     results = fit(settings, out or Path("runs") / config.stem, resume=resume, overwrite=overwrite)
     for name, entry in results.items():
         if isinstance(entry, dict):
-            click.echo(f"{name}: relative L2 {entry['rel_l2']:.4f} at grid {tuple(entry['resolution'])}")
+            click.echo(f"{name}: relative L2 {entry['rel_l2']:.4f} {_where(entry)}")
 
 
 @cli.command()
@@ -150,10 +157,14 @@ def evaluate(run, data, resolution, device):
 
     results = evaluate_run(run, data=data, resolution=resolution, device=device)
     for name, entry in results.items():
-        bands = ", ".join(f"{band} {value:.4f}" if value is not None else f"{band} -"
-                          for band, value in entry["band_relative_errors"].items())
-        click.echo(f"{name}: relative L2 {entry['rel_l2']:.4f} at grid {tuple(entry['resolution'])} "
-                   f"({entry['samples']} samples; by band: {bands}) -> {entry['figure']}")
+        line = f"{name}: relative L2 {entry['rel_l2']:.4f} {_where(entry)} ({entry['samples']} samples"
+        if "band_relative_errors" in entry:
+            bands = ", ".join(f"{band} {value:.4f}" if value is not None else f"{band} -"
+                              for band, value in entry["band_relative_errors"].items())
+            line += f"; by band: {bands}) -> {entry['figure']}"
+        else:
+            line += ")"
+        click.echo(line)
     click.echo(json.dumps({name: entry["rel_l2"] for name, entry in results.items()}))
 
 
@@ -186,7 +197,8 @@ def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
     import torch
     from safetensors.torch import save_file
 
-    from oplearn.analysis.kernels import kernel_summary, plot_kernel_spectrum, write_json
+    from oplearn.analysis.kernels import kernel_summary, write_json
+    from oplearn.plot import plot_kernel_spectrum
     from oplearn.analysis.ntk import empirical_ntk
     from oplearn.data.dataset import FieldDataset
     from oplearn.errors import ConfigError, DataError, ShapeError
@@ -221,11 +233,12 @@ def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
     out.mkdir(parents=True, exist_ok=True)
 
     where = next(model.parameters()).device
-    inputs, outputs = (t.to(where) for t in dataset.batch(range(n)))
+    batch = dataset.batch(range(n)).to(where)
+    inputs, outputs = batch.inputs, batch.targets
     with torch.no_grad():
         encoded = task.input_normalizer.encode(inputs) if task.input_normalizer is not None else inputs
         if isinstance(task, ResidualTask):  # the model learns the first stage's residual
-            outputs = outputs - task.base_task.predict(task.base, inputs)
+            outputs = outputs - task.base_task.predict(task.base, batch)
         targets = task.output_normalizer.encode(outputs) if task.output_normalizer is not None else outputs
         try:
             predictions = model(encoded)

@@ -1,16 +1,24 @@
-"""Figures for people: one sample's fields, training curves, energy spectra."""
+"""Figures for people: one sample's fields, training curves, energy spectra, kernel spectra,
+muP coordinate checks, KAN edge functions. The only module that draws (matplotlib, Agg backend)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import matplotlib
 
 matplotlib.use("Agg")  # files only; no display needed
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
 
 from oplearn.analysis.spectrum import default_band_edges, energy_spectrum, error_spectrum  # noqa: E402
+
+if TYPE_CHECKING:
+    from oplearn.layers.kan import KANLinear
 
 
 def plot_prediction(inputs: np.ndarray, truth: np.ndarray, prediction: np.ndarray, path: str | Path,
@@ -109,3 +117,77 @@ def plot_resolution_errors(points: list[tuple[int, float]], path: str | Path, ti
     figure.savefig(path, dpi=120)
     plt.close(figure)
     return path
+
+
+def plot_kernel_spectrum(values: torch.Tensor, path: str | Path, title: str = "") -> Path:
+    """Log-log plot of a kernel's positive eigenvalues ``values (N,)`` against their rank (1 = largest)."""
+    path = Path(path)
+    values = values.detach().double().cpu()
+    ranks = torch.arange(1, len(values) + 1)
+    shown = values > 0
+    figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
+    axis.loglog(ranks[shown].numpy(), values[shown].numpy(), ".-")
+    axis.set_xlabel("rank i")
+    axis.set_ylabel(r"eigenvalue $\lambda_i$")
+    axis.grid(alpha=0.3, which="both")
+    if title:
+        axis.set_title(title)
+    partial = path.with_name(path.name + ".partial.png")
+    figure.savefig(partial, dpi=110)
+    plt.close(figure)
+    os.replace(partial, path)
+    return path
+
+
+def plot_coord_check(results: dict[int, dict[str, list[float]]], path: str | Path, title: str = "",
+                     ylabel: str = "mean |activation|") -> Path:
+    """PNG with one panel per step of :func:`oplearn.models.width.coord_check` results: the scale of
+    each layer against width (log-log)."""
+    widths = sorted(results)
+    layers = list(results[widths[0]])
+    steps = len(results[widths[0]][layers[0]])
+    figure, axes = plt.subplots(1, steps, figsize=(3.2 * steps, 3.2), sharey=True, squeeze=False)
+    for step, axis in enumerate(axes[0]):
+        for layer in layers:
+            axis.plot(widths, [results[w][layer][step] for w in widths], marker="o", label=layer)
+        axis.set(xscale="log", yscale="log", xlabel="width", title=f"step {step}")
+    axes[0][0].set_ylabel(ylabel)
+    axes[0][-1].legend(fontsize=6, loc="best")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
+
+
+def plot_activations(layer: KANLinear, path: str | Path, max_side: int = 8, points: int = 200) -> Figure:
+    """Save a grid of a KAN layer's edge functions ``phi_ji`` (row j = output, column i = input) as a PNG.
+
+    At most ``max_side`` inputs and outputs are drawn, each over its grid range ((-2, 2) for bases
+    without one); pruned edges are grey and dashed. Returns the Figure (not kept by pyplot).
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    n_in, n_out = min(layer.in_features, max_side), min(layer.out_features, max_side)
+    device, dtype = layer.coefficients.device, layer.coefficients.dtype
+    bounds = layer.basis.grid_range() or (torch.full((layer.in_features,), -2.0), torch.full((layer.in_features,), 2.0))
+    low, high = (bound.to(device=device, dtype=dtype) for bound in bounds)
+    steps = torch.linspace(0, 1, points, device=device, dtype=dtype)
+    x = low + (high - low) * steps[:, None]  # (points, in)
+    with torch.no_grad():
+        phi = layer.edge_values(x).cpu().numpy()
+    mask = layer.edge_mask.cpu().numpy() if layer.edge_mask is not None else None
+    x = x.cpu().numpy()
+    figure = Figure(figsize=(1.6 * n_in + 0.4, 1.3 * n_out + 0.4), constrained_layout=True)
+    axes = figure.subplots(n_out, n_in, squeeze=False)
+    for j in range(n_out):
+        for i in range(n_in):
+            pruned = mask is not None and not mask[j, i]
+            axes[j, i].plot(x[:, i], phi[:, j, i], color="0.7" if pruned else "C0", ls="--" if pruned else "-")
+            axes[j, i].set_title(f"{i}→{j}", fontsize=7)
+            axes[j, i].tick_params(labelsize=6)
+    figure.savefig(path, dpi=90)
+    return figure

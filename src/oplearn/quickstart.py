@@ -19,10 +19,12 @@ import torch
 import yaml
 
 from oplearn import __version__
+from oplearn.files import write_atomic
 from oplearn.plot import plot_training_curve
 from oplearn.train import fit
 from oplearn.train.config import apply_overrides, validate
 from oplearn.train.evaluation import evaluate_run
+from oplearn.train.run_dir import RunDir
 
 FAST = ["data.train.n=400", "data.test.n=50", "data.extra_tests.test_64.n=50", "train.epochs=15",
         "model.width=24"]
@@ -48,20 +50,21 @@ def run_quickstart(fast: bool = False, out: Path | None = None, data_dir: Path =
 
     fit(config, out)
     results = evaluate_run(out)
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    plot_training_curve(metrics, out / "figures" / "training.png")
+    run = RunDir(out)
+    metrics = run.read_metrics()
+    plot_training_curve(metrics, run.figure("training"))
     seconds = time.perf_counter() - started
     _write_report(out, config, results, metrics, seconds, fast)
 
     for name, entry in results.items():
         click.echo(f"test relative L2 at {entry['resolution'][0]}x{entry['resolution'][1]}: {entry['rel_l2']:.4f}"
                    f"{'  (zero-shot: trained at 32x32)' if name != 'test' else ''}")
-    click.echo(f"finished in {seconds:.0f} s; report: {out / 'report.md'}")
+    click.echo(f"finished in {seconds:.0f} s; report: {run.report}")
     return results
 
 
 def _write_report(out: Path, config, results: dict, metrics: list[dict], seconds: float, fast: bool) -> None:
-    model = config.model.hyperparameters()
+    run, model = RunDir(out), config.model.hyperparameters()
     lines = [
         "# oplearn quickstart: Darcy flow with a Fourier neural operator",
         "",
@@ -69,7 +72,7 @@ def _write_report(out: Path, config, results: dict, metrics: list[dict], seconds
         "random field with covariance (-Laplacian + 9 I)^-2 (the FNO paper's setting).",
         "",
         f"- model: FNO, modes {model.get('modes')}, width {model.get('width')}, {model.get('n_layers')} layers, "
-        f"{json.loads((out / 'results.json').read_text())['parameters']:,} real parameters",
+        f"{run.read_results()['parameters']:,} real parameters",
         f"- data: {config.data.train.n} training samples at {config.data.train.resolution}x"
         f"{config.data.train.resolution}, {config.train.epochs} epochs, batch {config.train.batch_size}"
         f"{' (fast mode)' if fast else ''}",
@@ -86,4 +89,4 @@ def _write_report(out: Path, config, results: dict, metrics: list[dict], seconds
                      f"{entry['rel_l2']:.4f} |")
     lines += ["", "![training curve](figures/training.png)", ""]
     lines += [f"![{name}](figures/{name}.png)" for name in results]
-    (out / "report.md").write_text("\n".join(lines) + "\n")
+    write_atomic(run.report, "\n".join(lines) + "\n")

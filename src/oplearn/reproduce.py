@@ -26,12 +26,14 @@ from pathlib import Path
 import torch
 import yaml
 
+from oplearn.data.sources import load_source
 from oplearn.errors import ConfigError
+from oplearn.files import write_atomic
 from oplearn.plot import plot_resolution_errors
 from oplearn.train import fit
 from oplearn.train.config import Config, apply_overrides, validate
 from oplearn.train.evaluation import evaluate_run
-from oplearn.train.trainer import load_source
+from oplearn.train.run_dir import RunDir
 
 # Relative L2 test errors of the FNO in the paper (Tables 1-4 and Figure 1's setting); burgers_256 is the
 # Burgers setting trained at s = 256 and tested zero-shot up to 8192 (the paper's error is flat in s).
@@ -106,14 +108,15 @@ def reproduce(row: str, out: Path | None = None, overrides: list[str] = (), resu
     fit(config, out, resume=resume, overwrite=overwrite, progress=progress)
     started = time.perf_counter()
     results = evaluate_run(out)
-    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    run = RunDir(out)
+    metrics = run.read_metrics()
     wall = training_seconds(metrics) + time.perf_counter() - started
     summary = {
         "row": row, "model": "oplearn FNO", "paper_rel_l2": PAPER_ERRORS[row],
         "test_rel_l2": results["test"]["rel_l2"], "resolution": results["test"]["resolution"],
         "zero_shot": {name: {"resolution": entry["resolution"], "rel_l2": entry["rel_l2"]}
                       for name, entry in results.items() if name != "test"},
-        "parameters": json.loads((out / "results.json").read_text())["parameters"],
+        "parameters": run.read_results()["parameters"],
         "epochs": config.train.epochs, "seconds_per_epoch": statistics.median(m["epoch_seconds"] for m in metrics),
         "wall_seconds": wall, "hardware": hardware(), "date": f"{datetime.now(timezone.utc):%Y-%m-%d}",
         "commit": revision, "overrides": list(overrides),
@@ -121,9 +124,9 @@ def reproduce(row: str, out: Path | None = None, overrides: list[str] = (), resu
     if summary["zero_shot"]:
         points = [(results["test"]["resolution"][0], summary["test_rel_l2"])]
         points += [(entry["resolution"][0], entry["rel_l2"]) for entry in summary["zero_shot"].values()]
-        plot_resolution_errors(points, out / "figures" / "zero_shot.png",
+        plot_resolution_errors(points, run.figure("zero_shot"),
                                title=f"{row}: trained at {points[0][0]}, tested zero-shot on finer grids")
-    (out / "paper_row.json").write_text(json.dumps(summary, indent=2))
+    write_atomic(out / "paper_row.json", json.dumps(summary, indent=2))
     if results_file is not None:
         record_row(results_file, summary)
     return summary

@@ -6,8 +6,8 @@ import pytest
 import torch
 from torch.func import functional_call, jacrev
 
-from oplearn.analysis.infinite_width import (ACTIVATIONS, Activation, gradient_descent_prediction,
-                                             infinite_width_kernels, ntk_mlp)
+from oplearn.analysis.infinite_width import (ACTIVATIONS, Activation, KernelMLP, gradient_descent_prediction,
+                                             infinite_width_kernels)
 from oplearn.analysis.ntk import empirical_ntk
 from oplearn.errors import ConfigError, ShapeError
 
@@ -93,7 +93,7 @@ def relative_error(width, activation, parameterization, seeds):
     analytic = infinite_width_kernels(x, depth=2, activation=activation, **options).ntk
     errors = []
     for seed in seeds:
-        model = ntk_mlp([4, width, width, 1], activation, seed=seed, **options)
+        model = KernelMLP([4, width, width, 1], activation, seed=seed, **options)
         empirical = empirical_ntk(model, x).double()
         errors.append((torch.linalg.matrix_norm(empirical - analytic) / torch.linalg.matrix_norm(analytic)).item())
     return sum(errors) / len(errors)
@@ -120,7 +120,7 @@ def tiny_problem(seed=0):
 
 def test_prediction_matches_training_the_linearized_model():
     x, y, x_test = tiny_problem()
-    model = ntk_mlp([2, 48, 48, 1], "erf", bias_variance=0.1, seed=0).double()
+    model = KernelMLP([2, 48, 48, 1], "erf", bias_variance=0.1, seed=0).double()
     params = {k: v.detach() for k, v in model.named_parameters()}
 
     def jacobian(inputs):
@@ -157,7 +157,7 @@ def test_prediction_matches_training_the_linearized_model():
 
 def test_prediction_matches_a_wide_network_trained_with_small_steps():
     x, y, x_test = tiny_problem(1)
-    model = ntk_mlp([2, 512, 512, 1], "relu", bias_variance=0.1, seed=0).double()
+    model = KernelMLP([2, 512, 512, 1], "relu", bias_variance=0.1, seed=0).double()
     kernel = empirical_ntk(model, torch.cat([x, x_test]))
     with torch.no_grad():
         f0_train, f0_test = model(x), model(x_test)
@@ -206,4 +206,4 @@ def test_bad_arguments_raise_one_line_errors():
     with pytest.raises(ShapeError, match=r"k_test_train \(M, 4\)"):
         gradient_descent_prediction(torch.randn(2, 3), torch.eye(4), torch.randn(4))
     with pytest.raises(ConfigError, match="widths must list"):
-        ntk_mlp([4])
+        KernelMLP([4])

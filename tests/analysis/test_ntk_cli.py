@@ -12,11 +12,11 @@ from safetensors.torch import load_file
 
 from oplearn.analysis.kernels import kernel_target_alignment
 from oplearn.analysis.ntk import empirical_ntk
-from oplearn.analysis.probes import NTKDrift
 from oplearn.data.dataset import FieldDataset
 from oplearn.train import fit
+from oplearn.train.probes import NTKDrift
 from oplearn.train.recipes import load_run
-from oplearn.train.task import SupervisedTask
+from oplearn.train.task import fit_normalizers
 
 from helpers import assert_user_error, run_cli
 
@@ -25,7 +25,7 @@ from helpers import assert_user_error, run_cli
 def trained(tmp_path_factory, darcy_files, tiny_config):
     config = {**tiny_config, "train": {**tiny_config["train"], "epochs": 2}}
     train = FieldDataset.open(darcy_files["train"])
-    probe = SupervisedTask.fitted_on(train).input_normalizer.encode(train.batch(range(4))[0])
+    probe = fit_normalizers(train)[0].encode(train.batch(range(4)).inputs)
     drift = NTKDrift(probe, method="jacobian")
     run = tmp_path_factory.mktemp("ntk") / "run"
     fit(config, run, progress=False, callbacks=[drift])
@@ -56,7 +56,8 @@ def test_ntk_of_a_trained_run(capsys, trained, darcy_files, tmp_path):
 
     # The written kernel is the trained model's trace NTK on the normalized inputs.
     _, model, task = load_run(run, "cpu")
-    inputs, outputs = FieldDataset.open(darcy_files["test"], n=6).batch(range(6))
+    batch = FieldDataset.open(darcy_files["test"], n=6).batch(range(6))
+    inputs, outputs = batch.inputs, batch.targets
     kernel = load_file(str(out / "kernel.safetensors"))["kernel"]
     expected = empirical_ntk(model, task.input_normalizer.encode(inputs), method="jacobian")
     torch.testing.assert_close(kernel, expected.double())

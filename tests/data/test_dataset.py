@@ -31,11 +31,12 @@ def test_lazy_reading_equals_loading_whole(darcy_files):
     assert not lazy.in_memory and whole.in_memory
     assert len(lazy) == len(whole) == 24 and lazy.channels == (1, 1) and lazy.resolution == (16, 16)
     indices = [5, 2, 2, 17, 0]  # unsorted, repeated: h5py alone would refuse this selection
-    for got, expected in zip(lazy.batch(indices), whole.batch(indices)):
+    got_batch, expected_batch = lazy.batch(indices), whole.batch(indices)
+    for got, expected in ((got_batch.inputs, expected_batch.inputs), (got_batch.targets, expected_batch.targets)):
         torch.testing.assert_close(got, expected, rtol=0, atol=0)
     # A pickled copy (as sent to a spawned worker) opens its own handle and reads the same.
     copied = pickle.loads(pickle.dumps(lazy))
-    torch.testing.assert_close(copied.batch([3])[1], whole.batch([3])[1], rtol=0, atol=0)
+    torch.testing.assert_close(copied.batch([3]).targets, whole.batch([3]).targets, rtol=0, atol=0)
 
 
 def test_trajectories_become_pairs_of_chosen_steps(trajectory_file):
@@ -43,7 +44,8 @@ def test_trajectories_become_pairs_of_chosen_steps(trajectory_file):
     for in_memory in (True, False):
         data = FieldDataset.open(path, n=6, input_steps=[0, 1], output_steps=[-1], in_memory=in_memory)
         assert len(data) == 6 and data.channels == (4, 2) and data.resolution == (6, 4)
-        inputs, outputs = data.batch([4, 1])
+        batch = data.batch([4, 1])
+        inputs, outputs = batch.inputs, batch.targets
         expected_in = np.concatenate([values[[4, 1], 0], values[[4, 1], 1]], axis=1)
         np.testing.assert_array_equal(inputs.numpy(), expected_in)
         np.testing.assert_array_equal(outputs.numpy(), values[[4, 1], 4])

@@ -58,7 +58,8 @@ def test_round_trip_uneven_batches(tmp_path):
         assert data["arrays"][name].dtype == np.float32
     a = data["attrs"]
     assert a["params"] == PARAMS and a["pde"] == "darcy" and a["seed"] == 7
-    assert a["oplearn_format"] == 1 and a["oplearn_version"] == oplearn.__version__
+    assert a["oplearn_format"] == 2 and a["oplearn_version"] == oplearn.__version__
+    assert a["geometry"] == "grid" and a["grid_location"] == "nodes"
     assert a["complete"] is True and a["n_samples"] == a["n_done"] == 10
     with h5py.File(path, "r") as f:
         assert f["inputs"].chunks == (10, 1, 6, 6)  # chunked along the sample axis
@@ -234,7 +235,7 @@ def test_read_errors(tmp_path):
         read_dataset(tmp_path / "missing.h5")
     corrupt = tmp_path / "corrupt.h5"
     corrupt.write_bytes(np.random.default_rng(0).bytes(4096))
-    with pytest.raises(DataError, match="not a readable HDF5 file"):
+    with pytest.raises(DataError, match="is damaged or truncated .*; regenerate it"):
         read_dataset(corrupt)
     foreign = tmp_path / "foreign.h5"
     with h5py.File(foreign, "w") as f:
@@ -244,11 +245,11 @@ def test_read_errors(tmp_path):
     path = tmp_path / "train.h5"
     write_all(path, 3)
     with h5py.File(path, "r+") as f:
-        f.attrs["oplearn_format"] = 2
-    with pytest.raises(DataError, match="format 2"):
+        f.attrs["oplearn_format"] = 3
+    with pytest.raises(DataError, match="uses dataset format 3, but this oplearn reads formats 1 to 2"):
         read_dataset(path)
     with h5py.File(path, "r+") as f:
-        f.attrs["oplearn_format"] = 1
+        f.attrs["oplearn_format"] = 2
         f["outputs"][1, 0, 0, 0] = np.inf
     with pytest.raises(DataError, match="'outputs' contains NaN or Inf"):
         read_dataset(path)

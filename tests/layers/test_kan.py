@@ -9,9 +9,10 @@ from torch.func import functional_call
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers import KANLinear
 from oplearn.layers import kan as kan_module
-from oplearn.layers.kan import edge_entropy, plot_activations, prune, record_edge_scales, regularization
+from oplearn.layers.kan import edge_entropy, prune, record_edge_scales, regularization
 from oplearn.layers.kan_bases import extend_knots
 from oplearn.layers.kan_bspline import BSplineExpansion, UniformBSplineExpansion, cox_de_boor
+from oplearn.plot import plot_activations
 
 # ---- slow, obvious float64 references: one point, one input, plain Python ----
 

@@ -1,10 +1,13 @@
 """DomainPadding: the padded period of the training grid, kept on every grid."""
 
+import json
 from fractions import Fraction
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
+from oplearn.errors import DataError
 from oplearn.layers.padding import DomainPadding, fix_padded_periods, padding_points
 from oplearn.layers.spectral import SpectralConv
 from oplearn.models import build
@@ -59,23 +62,20 @@ def test_a_fourier_layer_is_resolution_invariant_only_with_the_training_period(f
         assert difference > 1e-3
 
 
-def test_the_fixed_period_is_saved_and_old_checkpoints_load_unfixed(tmp_path):
+def test_the_fixed_period_is_saved_and_a_state_without_it_is_refused(tmp_path):
     model = build("fno", in_channels=1, out_channels=1, modes=(4, 4), width=4, padding=0.1)
     fix_padded_periods(model, (85, 85))
     save_checkpoint(tmp_path / "fixed.safetensors", model)
     loaded = build("fno", in_channels=1, out_channels=1, modes=(4, 4), width=4, padding=0.1)
     Checkpoint(tmp_path / "fixed.safetensors").restore(loaded)
     assert loaded.domain_padding.fixed and loaded.domain_padding.points((421, 421)) == [39, 39]
-    # A state dict from before the period was recorded: loads strictly, and pads as it did then.
-    old = {k: v for k, v in model.state_dict().items() if k != "domain_padding.reference"}
-    older = build("fno", in_channels=1, out_channels=1, modes=(4, 4), width=4, padding=0.1)
-    older.load_state_dict(old)
-    assert not older.domain_padding.fixed and older.domain_padding.points((421, 421)) == [41, 41]
-    # ... and a model the trainer fixed before resuming such a state keeps its period.
-    resumed = build("fno", in_channels=1, out_channels=1, modes=(4, 4), width=4, padding=0.1)
-    fix_padded_periods(resumed, (85, 85))
-    resumed.load_state_dict(old)
-    assert resumed.domain_padding.points((421, 421)) == [39, 39]
     # fixing again keeps the first training grid (a second stage at another grid must not move it)
     fix_padded_periods(loaded, (211, 211))
     assert loaded.domain_padding.points((421, 421)) == [39, 39]
+    # A state from before the period was recorded does not load: a one-line error naming the tensor.
+    old = {f"model.{k}": v for k, v in model.state_dict().items() if k != "domain_padding.reference"}
+    save_file(old, str(tmp_path / "old.safetensors"), metadata={"oplearn": json.dumps({"state": {}})})
+    fresh = build("fno", in_channels=1, out_channels=1, modes=(4, 4), width=4, padding=0.1)
+    with pytest.raises(DataError, match="does not fit the model.*domain_padding.reference") as error:
+        Checkpoint(tmp_path / "old.safetensors").restore(fresh)
+    assert len(str(error.value).splitlines()) == 1

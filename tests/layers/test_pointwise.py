@@ -42,11 +42,3 @@ def test_wrong_channels_is_a_clear_error():
     with pytest.raises(ShapeError, match=r"expects \(batch, 4, \*spatial\)"):
         PointwiseLinear(4, 3)(torch.randn(2, 5, 8))
 
-
-def test_loads_the_weights_of_a_1x1_convolution():
-    """Runs saved when the FNO's pointwise maps were Conv2d still load."""
-    conv = nn.Conv2d(4, 3, kernel_size=1)
-    layer = PointwiseLinear(4, 3)
-    layer.load_state_dict(conv.state_dict())
-    x = torch.randn(2, 4, 5, 6)
-    torch.testing.assert_close(layer(x), conv(x))

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch import nn
 
+from oplearn.data.batch import Batch
 from oplearn.data.generate import generate
 from oplearn.errors import ConfigError
 from oplearn.train import fit
@@ -29,7 +30,7 @@ def test_recurrent_rollout_feeds_predictions_back():
     task = RecurrentTask(steps_out=4, channels_per_step=2)
     inputs = torch.zeros(3, 3 * 2, 5, 5)  # k = 3 snapshots of 2 channels
     inputs[:, -2:] = 10.0
-    predicted = task.predict(NextIsLastPlusOne(2), inputs)
+    predicted = task.predict(NextIsLastPlusOne(2), Batch(inputs, None))
     assert predicted.shape == (3, 4 * 2, 5, 5)
     for step in range(4):
         assert torch.all(predicted[:, 2 * step:2 * step + 2] == 11.0 + step)  # built on its own predictions
@@ -43,7 +44,7 @@ def test_space_time_outputs_are_time_major_like_the_targets():
             return torch.cat([t, 100 + t], dim=1)
 
     task = SpaceTimeTask(None, None, steps_out=3)
-    predicted = task.predict(TimeIndex(), torch.zeros(2, 4, 6, 6))
+    predicted = task.predict(TimeIndex(), Batch(torch.zeros(2, 4, 6, 6), None))
     assert predicted.shape == (2, 3 * 2, 6, 6)
     assert predicted[0, :, 0, 0].tolist() == [0, 100, 1, 101, 2, 102]  # (step, channel), step-major
 
@@ -93,7 +94,7 @@ def test_recurrent_loss_sums_the_per_step_losses():
     task = RecurrentTask(steps_out=2, channels_per_step=1)
     inputs, targets = torch.zeros(1, 2, 4, 4), torch.ones(1, 2, 4, 4)
     targets[:, 0], targets[:, 1] = 2.0, 3.0  # the rollout predicts 1 then 2
-    loss = task.per_sample_loss(NextIsLastPlusOne(1), inputs, targets)
+    loss = task.per_sample_loss(NextIsLastPlusOne(1), Batch(inputs, targets))
     assert loss.item() == pytest.approx(1 / 2 + 1 / 3)  # |1-2|/2 + |2-3|/3: relative L2 per step, summed
 
 

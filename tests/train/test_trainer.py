@@ -114,7 +114,7 @@ def test_kan_grid_updates_move_the_grids_to_the_training_data(small_config, tmp_
         _, model, task = load_run(tmp_path / f"updates_{updates}", "cpu")
         ranges[updates] = torch.stack(model.lifting.kan.basis.grid_range()).T  # (features, 2): low, high
     torch.testing.assert_close(ranges[0], torch.tensor([[-1.0, 1.0]] * 3))
-    inputs = FieldDataset.open(small_config["data"]["train"]["path"]).batch(list(range(6)))[0]
+    inputs = FieldDataset.open(small_config["data"]["train"]["path"]).batch(list(range(6))).inputs
     encoded = task.input_normalizer.encode(inputs).double()
     expected = torch.tensor([[encoded.min(), encoded.max()], [0.0, 1.0], [0.0, 1.0]])
     torch.testing.assert_close(ranges[1].double(), expected, atol=1e-6, rtol=1e-6)

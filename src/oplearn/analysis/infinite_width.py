@@ -189,11 +189,6 @@ class KernelMLP(nn.Module):
         return self.layers[-1](x)
 
 
-def ntk_mlp(widths: Sequence[int], activation: str | Activation = "relu", **options) -> KernelMLP:
-    """A :class:`KernelMLP` (``options``: weight_variance, bias_variance, parameterization, seed)."""
-    return KernelMLP(widths, activation, **options)
-
-
 def gradient_descent_prediction(k_test_train: torch.Tensor, k_train_train: torch.Tensor, y_train: torch.Tensor,
                                 t: float = math.inf, *, learning_rate: float = 1.0,
                                 f0_train: torch.Tensor | None = None, f0_test: torch.Tensor | None = None,

@@ -170,28 +170,6 @@ def kernel_summary(kernel: torch.Tensor, targets: torch.Tensor | None = None,
     return summary
 
 
-def plot_kernel_spectrum(values: torch.Tensor, path: str | Path, title: str = "") -> Path:
-    """Log-log plot of the positive eigenvalues against their rank (1 = largest)."""
-    from oplearn.plot import plt  # the Agg backend, set by oplearn.plot
-
-    path = Path(path)
-    values = values.detach().double().cpu()
-    ranks = torch.arange(1, len(values) + 1)
-    shown = values > 0
-    figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
-    axis.loglog(ranks[shown].numpy(), values[shown].numpy(), ".-")
-    axis.set_xlabel("rank i")
-    axis.set_ylabel(r"eigenvalue $\lambda_i$")
-    axis.grid(alpha=0.3, which="both")
-    if title:
-        axis.set_title(title)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=110)
-    plt.close(figure)
-    os.replace(partial, path)
-    return path
-
-
 def write_json(data: dict, path: str | Path) -> Path:
     """Write ``data`` as JSON atomically (beside, fsync, rename); non-finite numbers become strings."""
     path = Path(path)

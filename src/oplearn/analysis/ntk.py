@@ -110,7 +110,8 @@ class _Setup:
 
     def inputs(self, x: torch.Tensor, name: str) -> torch.Tensor:
         if not isinstance(x, torch.Tensor) or x.ndim < 1 or x.shape[0] < 1:
-            raise ShapeError(f"{name} must be a tensor (N, *sample_shape) with N >= 1, got {getattr(x, 'shape', x)}")
+            got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ShapeError(f"{name} must be a tensor (N, *sample_shape) with N >= 1, got {got}")
         return x.to(device=self.device, dtype=self.dtype if x.is_floating_point() else x.dtype)
 
     def state(self, free: dict | None = None) -> tuple[dict, dict]:

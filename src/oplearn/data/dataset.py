@@ -16,6 +16,7 @@ import h5py
 import numpy as np
 import torch
 
+from oplearn.data.batch import Batch
 from oplearn.errors import DataError
 
 IN_MEMORY_BYTES = 2 * 2**30  # larger selections are read from the file batch by batch
@@ -42,10 +43,13 @@ def _check_finite(name: str, label: str, array) -> None:
 class FieldDataset:
     """Input/output function pairs, in memory or read from an oplearn HDF5 file on demand.
 
-    ``batch(indices)`` returns ``(inputs, outputs)`` float32 tensors for any
-    index list; ``len``, ``resolution`` (the grid ``S``) and ``channels``
-    (``(C_in, C_out)``) describe it without reading samples.
+    ``batch(indices)`` returns a :class:`~oplearn.data.batch.Batch` of float32
+    tensors for any index list; ``len``, ``resolution`` (the grid ``S``, also
+    ``shape``) and ``channels`` (``(C_in, C_out)``) describe it without reading
+    samples.
     """
+
+    kind = "grid"
 
     def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str = "data"):
         self.name = name
@@ -105,14 +109,23 @@ class FieldDataset:
         return tuple(self._pairs.shapes[0][1:])
 
     @property
+    def shape(self) -> tuple[int, ...]:
+        """The grid of one sample (what :meth:`Task.evaluation_batch` sizes batches by)."""
+        return self.resolution
+
+    @property
     def channels(self) -> tuple[int, int]:
         return self._pairs.shapes[0][0], self._pairs.shapes[1][0]
 
-    def batch(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(inputs (B, C_in, *S), outputs (B, C_out, *S))`` for sample ``indices`` (a list or tensor)."""
-        return self._pairs.read(indices)
+    def batch(self, indices) -> Batch:
+        """Inputs ``(B, C_in, *S)`` and targets ``(B, C_out, *S)`` for sample ``indices`` (a list or tensor).
 
-    def batches(self, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        The grid is uniform on ``[0, 1]^d`` with both ends: ``spacing`` is ``1 / (n - 1)`` per axis.
+        """
+        inputs, outputs = self._pairs.read(indices)
+        return Batch(inputs, outputs, spacing=tuple(1.0 / max(n - 1, 1) for n in self.resolution))
+
+    def batches(self, batch_size: int) -> Iterator[Batch]:
         """All samples in order, ``batch_size`` at a time."""
         for start in range(0, len(self), batch_size):
             yield self.batch(range(start, min(start + batch_size, len(self))))
@@ -197,15 +210,22 @@ class _LazyPairs:
 
 
 class ChannelMoments:
-    """Running per-channel count, sum and sum of squares (float64) of ``(B, C, *S)`` batches."""
+    """Running per-channel count, sum and sum of squares (float64) of ``(B, C, *S)`` batches.
+
+    ``mask (B, *S)`` (True at real points) leaves padded points of ragged point sets out.
+    """
 
     def __init__(self):
         self.count, self.total, self.squares = 0, 0.0, 0.0
 
-    def add(self, data: torch.Tensor) -> None:
+    def add(self, data: torch.Tensor, mask: torch.Tensor | None = None) -> None:
         dims = [0] + list(range(2, data.ndim))
         data = data.double()
-        self.count += data.numel() // data.shape[1]
+        if mask is None:
+            self.count += data.numel() // data.shape[1]
+        else:
+            self.count += int(mask.sum())
+            data = data * mask[:, None].to(data.dtype)
         self.total = self.total + data.sum(dim=dims)
         self.squares = self.squares + (data**2).sum(dim=dims)
 

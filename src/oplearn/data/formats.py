@@ -18,8 +18,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import h5py
-import numpy as np
 
+from oplearn.data.arrays import checked_float32
+from oplearn.data.matlab import read_fno_mat
+from oplearn.data.pdebench import read_pdebench
 from oplearn.data.store import DatasetWriter, partial_path, read_dataset
 from oplearn.errors import ConfigError, DataError
 
@@ -32,24 +34,6 @@ SUPPORTED_SUFFIXES = {
 MAT_KEYS = ("input_key", "output_key")  # the keyword choices read_fno_mat accepts
 _PER_SAMPLE = ("inputs", "outputs", "trajectories")
 _WRITE_BLOCK = 256  # samples per DatasetWriter.append in convert()
-
-
-def checked_float32(path, name: str, array) -> np.ndarray:
-    """``array`` (real or bool numbers) as float32; DataError naming ``path`` and ``name`` otherwise.
-
-    Rejects non-numeric or complex data and NaN/Inf (including values too
-    large for float32), so every reader hands on finite float32 arrays only.
-    """
-    if not isinstance(array, np.ndarray):
-        raise DataError(f"{path}: '{name}' is a {type(array).__name__}, expected a numeric array")
-    if array.dtype.kind not in "biuf":
-        raise DataError(f"{path}: '{name}' has dtype {array.dtype}, expected real numbers")
-    with np.errstate(over="ignore", invalid="ignore"):
-        array = array.astype(np.float32)
-    if not np.all(np.isfinite(array)):
-        raise DataError(f"{path}: '{name}' contains NaN or Inf (or values too large for float32); "
-                        "clean the file before using it")
-    return array
 
 
 def _describe_contents(obj) -> str:
@@ -110,8 +94,6 @@ def read_neuraloperator(path) -> dict:
 
 def _read_hdf5(path: Path) -> dict:
     """An oplearn dataset (it carries ``oplearn_format``) or else a PDEBench file."""
-    from oplearn.data.pdebench import read_pdebench
-
     if not path.is_file():
         return read_dataset(path)  # its message covers missing and interrupted files
     try:
@@ -143,8 +125,6 @@ def load_arrays(path, **keys) -> dict:
         raise ConfigError(f"key choice {', '.join(unknown)} does not apply to {path.name}; "
                           f"the choices are {allowed}")
     if suffix == ".mat":
-        from oplearn.data.matlab import read_fno_mat
-
         return read_fno_mat(path, **keys)
     if suffix == ".pt":
         return read_neuraloperator(path)

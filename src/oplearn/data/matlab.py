@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from oplearn.data.formats import checked_float32
+from oplearn.data.arrays import checked_float32
 from oplearn.errors import DataError
 
 # (what a user recognises, input variable, output variable); first present pair wins.

@@ -25,7 +25,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-from oplearn.data.formats import checked_float32
+from oplearn.data.arrays import checked_float32
 from oplearn.errors import DataError
 
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")

@@ -70,11 +70,6 @@ def tucker_parameter_count(sizes: Sequence[int], ranks: Sequence[int]) -> int:
     return math.prod(ranks) + sum(n * r for n, r in zip(sizes, ranks))
 
 
-def cp_parameter_count(sizes: Sequence[int], rank: int) -> int:
-    """Complex entries of a CP decomposition: ``R * sum(n_a)``."""
-    return rank * sum(sizes)
-
-
 def _check_fraction(rank: float) -> float:
     if isinstance(rank, bool) or not isinstance(rank, (int, float)) or not rank > 0 or math.isinf(rank):
         raise ConfigError(f"rank is a positive fraction of the dense parameter count (e.g. 0.1), got {rank!r}")

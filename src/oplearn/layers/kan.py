@@ -11,7 +11,7 @@ costs one GEMM over the expanded width plus the (in x out) SiLU path and never
 forms ``(batch, in, out)`` tensors.
 
 Also here: grid update and extension (function-preserving least squares),
-the KAN paper's regularizers, edge pruning, plotting, and ``PointwiseKAN``,
+the KAN paper's regularizers, edge pruning, and ``PointwiseKAN``,
 the channel-first form used inside operators.
 """
 
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import warnings
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -219,7 +218,7 @@ class KANLinear(nn.Module):
         self._calls, self._warned = 0, False
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        if prefix + "edge_mask" in state_dict and self.edge_mask is None:  # a pruned layer's weights
+        if prefix + "edge_mask" in state_dict and self.edge_mask is None:  # a pruned layer's weights: make room
             self.edge_mask = torch.ones_like(state_dict[prefix + "edge_mask"])
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
@@ -352,34 +351,3 @@ def update_grids(model: nn.Module, x: torch.Tensor, grid_eps: float = 0.02, marg
         model(x)
     return count
 
-
-def plot_activations(layer: KANLinear, path: str | Path, max_side: int = 8, points: int = 200):
-    """Save a grid of the edge functions ``phi_ji`` (row j = output, column i = input) as a PNG.
-
-    At most ``max_side`` inputs and outputs are drawn, each over its grid range ((-2, 2) for bases
-    without one); pruned edges are grey and dashed. Returns the (closed) matplotlib Figure.
-    """
-    from matplotlib.figure import Figure
-
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    n_in, n_out = min(layer.in_features, max_side), min(layer.out_features, max_side)
-    device, dtype = layer.coefficients.device, layer.coefficients.dtype
-    bounds = layer.basis.grid_range() or (torch.full((layer.in_features,), -2.0), torch.full((layer.in_features,), 2.0))
-    low, high = (bound.to(device=device, dtype=dtype) for bound in bounds)
-    steps = torch.linspace(0, 1, points, device=device, dtype=dtype)
-    x = low + (high - low) * steps[:, None]  # (points, in)
-    with torch.no_grad():
-        phi = layer.edge_values(x).cpu().numpy()
-    mask = layer.edge_mask.cpu().numpy() if layer.edge_mask is not None else None
-    x = x.cpu().numpy()
-    figure = Figure(figsize=(1.6 * n_in + 0.4, 1.3 * n_out + 0.4), constrained_layout=True)
-    axes = figure.subplots(n_out, n_in, squeeze=False)
-    for j in range(n_out):
-        for i in range(n_in):
-            pruned = mask is not None and not mask[j, i]
-            axes[j, i].plot(x[:, i], phi[:, j, i], color="0.7" if pruned else "C0", ls="--" if pruned else "-")
-            axes[j, i].set_title(f"{i}→{j}", fontsize=7)
-            axes[j, i].tick_params(labelsize=6)
-    figure.savefig(path, dpi=90)
-    return figure

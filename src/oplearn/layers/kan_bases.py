@@ -97,6 +97,7 @@ class BSpline(GridBasis):
 
     name = "bspline"
     options = {"grid_size": 5, "order": 3, "grid_range": (-1.0, 1.0)}
+    _uniform_key: tuple | None = None  # the knots is_uniform() last looked at
 
     @property
     def n_basis(self) -> int:
@@ -106,7 +107,7 @@ class BSpline(GridBasis):
         """Whether every row of ``knots`` is equally spaced to float32 rounding; cached until the knots change."""
         knots = self.knots
         key = (knots.data_ptr(), knots._version, knots.dtype, knots.device, tuple(knots.shape))
-        if getattr(self, "_uniform_key", None) != key:
+        if self._uniform_key != key:
             with torch.no_grad():
                 spacing = knots.diff(dim=1)
                 step = (knots[:, -1:] - knots[:, :1]) / spacing.shape[1]

@@ -74,9 +74,6 @@ class DomainPadding(nn.Module):
         return x[(..., *[slice(0, n) for n in sizes])]
 
     def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # A state saved before the period was recorded leaves it as it is here: unfixed in a
-        # freshly built model (as that state was trained), fixed when the trainer resumes it.
-        state_dict.setdefault(prefix + "reference", self.reference.clone())
         super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
         self._reference = tuple(int(n) for n in self.reference.tolist())
 

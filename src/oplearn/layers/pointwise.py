@@ -19,13 +19,6 @@ from oplearn.errors import ShapeError
 class PointwiseLinear(nn.Linear):
     """``(batch, in_features, *spatial) -> (batch, out_features, *spatial)``; weight ``(out, in)``, bias ``(out,)``."""
 
-    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):
-        # Checkpoints written when these maps were 1x1 convolutions hold weights (out, in, 1, ...).
-        weight = state_dict.get(prefix + "weight")
-        if weight is not None and weight.ndim > 2 and all(size == 1 for size in weight.shape[2:]):
-            state_dict[prefix + "weight"] = weight.reshape(weight.shape[:2])
-        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
-
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim < 3 or x.shape[1] != self.in_features:
             raise ShapeError(f"PointwiseLinear expects (batch, {self.in_features}, *spatial), got shape {tuple(x.shape)}")

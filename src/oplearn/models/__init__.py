@@ -1,11 +1,11 @@
-"""Complete neural operators; :func:`build` constructs one by name."""
+"""Complete neural operators, each an :class:`Operator` registered by name; :func:`build` constructs one."""
 
 from oplearn.models.afno import AFNO
 from oplearn.models.fno import FNO
 from oplearn.models.gfno import GFNO
 from oplearn.models.kan import KAN
 from oplearn.models.mlp import MLP
-from oplearn.models.registry import MODELS, build
+from oplearn.models.operator import MODELS, Operator, build, register
 from oplearn.models.tfno import TFNO
 
-__all__ = ["AFNO", "FNO", "GFNO", "KAN", "MLP", "MODELS", "TFNO", "build"]
+__all__ = ["AFNO", "FNO", "GFNO", "KAN", "MLP", "MODELS", "Operator", "TFNO", "build", "register"]

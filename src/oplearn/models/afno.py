@@ -33,16 +33,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
+from oplearn.layers.activations import make_activation
 from oplearn.layers.afno import AFNOMixer
+from oplearn.layers.coordinates import append_coordinates
+from oplearn.layers.normalization import ChannelLayerNorm
 from oplearn.layers.pointwise import PointwiseLinear
-from oplearn.models.fno import grid_coordinates, make_activation
-
-
-class ChannelLayerNorm(nn.LayerNorm):
-    """LayerNorm over the channel axis of a channel-first tensor ``(batch, channels, *spatial)``."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return super().forward(x.movedim(1, -1)).movedim(-1, 1)
+from oplearn.models.operator import Hyperparameters, Operator, register
 
 
 class AFNOBlock(nn.Module):
@@ -62,64 +58,61 @@ class AFNOBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
-class AFNO(nn.Module):
-    """Adaptive Fourier neural operator on 2-D grids.
-
-    Args:
-        in_channels, out_channels: channels of input and output functions.
-        patch_size: side ``p`` of the square patches that become tokens.
-        width: channels per token.
-        n_layers: number of AFNO blocks.
-        n_blocks: diagonal blocks of each mixer's complex MLP; must divide ``width``.
-        sparsity: soft-shrinkage threshold on the (orthonormal) Fourier coefficients.
-        hard_threshold_fraction: fraction of the wavenumber range each mixer keeps.
-        mlp_ratio: hidden width of the channel MLP as a multiple of ``width``.
-        nonlinearity: "modulus" (phase-preserving, shift equivariant) or "componentwise"
-            (the paper's real/imaginary-wise ReLU and shrinkage); see oplearn.layers.afno.
-        activation: nonlinearity of the channel MLP (gelu, relu, silu, tanh).
-        grid: append the 2 grid coordinates to the input channels.
-        pad_to_patch: zero-pad grids that are not multiples of ``patch_size`` (and crop back).
+@register("afno")
+class AFNO(Operator):
+    """Adaptive Fourier neural operator on 2-D grids; hyperparameters in :class:`AFNO.Hyper`.
 
     Shapes: ``(batch, in_channels, H, W) -> (batch, out_channels, H, W)``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        patch_size: int = 4,
-        width: int = 64,
-        n_layers: int = 4,
-        n_blocks: int = 4,
-        sparsity: float = 0.01,
-        hard_threshold_fraction: float = 1.0,
-        mlp_ratio: float = 2,
-        nonlinearity: str = "modulus",
-        activation: str = "gelu",
-        grid: bool = True,
-        pad_to_patch: bool = False,
-    ):
-        super().__init__()
-        if min(in_channels, out_channels, patch_size, width, n_layers) < 1:
+    geometries = frozenset({"grid"})
+
+    class Hyper(Hyperparameters):
+        patch_size: int = 4
+        """Side ``p`` of the square patches that become tokens."""
+        width: int = 64
+        """Channels per token."""
+        n_layers: int = 4
+        """Number of AFNO blocks."""
+        n_blocks: int = 4
+        """Diagonal blocks of each mixer's complex MLP; must divide ``width``."""
+        sparsity: float = 0.01
+        """Soft-shrinkage threshold on the (orthonormal) Fourier coefficients."""
+        hard_threshold_fraction: float = 1.0
+        """Fraction of the wavenumber range each mixer keeps."""
+        mlp_ratio: float = 2.0
+        """Hidden width of the channel MLP as a multiple of ``width``."""
+        nonlinearity: str = "modulus"
+        """Mixer nonlinearity: "modulus" (phase-preserving, shift equivariant) or "componentwise"
+        (the paper's real/imaginary-wise ReLU and shrinkage); see ``oplearn.layers.afno``."""
+        activation: str = "gelu"
+        """Nonlinearity of the channel MLP (gelu, relu, silu, tanh)."""
+        grid: bool = True
+        """Append the 2 grid coordinates to the input channels."""
+        pad_to_patch: bool = False
+        """Zero-pad grids that are not multiples of ``patch_size`` (and crop back)."""
+
+    def __init__(self, in_channels: int, out_channels: int, **hyper):
+        super().__init__(in_channels, out_channels, **hyper)
+        h = self.hyper
+        if min(in_channels, out_channels, h.patch_size, h.width, h.n_layers) < 1:
             raise ConfigError("in_channels, out_channels, patch_size, width and n_layers must be positive")
-        if mlp_ratio <= 0:
-            raise ConfigError(f"mlp_ratio must be positive, got {mlp_ratio}")
-        self.in_channels, self.out_channels, self.patch_size = in_channels, out_channels, patch_size
-        self.grid, self.pad_to_patch = grid, pad_to_patch
-        p = patch_size
-        self.embedding = nn.Conv2d(in_channels + (2 if grid else 0), width, kernel_size=p, stride=p)
+        if h.mlp_ratio <= 0:
+            raise ConfigError(f"mlp_ratio must be positive, got {h.mlp_ratio}")
+        p = h.patch_size
+        self.embedding = nn.Conv2d(in_channels + (2 if h.grid else 0), h.width, kernel_size=p, stride=p)
         self.blocks = nn.ModuleList(
-            AFNOBlock(width, AFNOMixer(width, n_blocks, sparsity, hard_threshold_fraction, nonlinearity),
-                      mlp_ratio, activation)
-            for _ in range(n_layers)
+            AFNOBlock(h.width, AFNOMixer(h.width, h.n_blocks, h.sparsity, h.hard_threshold_fraction, h.nonlinearity),
+                      h.mlp_ratio, h.activation)
+            for _ in range(h.n_layers)
         )
-        self.norm = ChannelLayerNorm(width)
-        self.head = nn.Sequential(PointwiseLinear(width, out_channels * p * p), nn.PixelShuffle(p))
+        self.norm = ChannelLayerNorm(h.width)
+        self.head = nn.Sequential(PointwiseLinear(h.width, out_channels * p * p), nn.PixelShuffle(p))
 
     def _padding(self, sizes: tuple[int, int]) -> tuple[int, int]:
-        p = self.patch_size
+        p = self.hyper.patch_size
         pads = tuple(-n % p for n in sizes)
-        if any(pads) and not self.pad_to_patch:
+        if any(pads) and not self.hyper.pad_to_patch:
             raise ShapeError(f"AFNO with patch_size={p} needs both grid sizes divisible by {p}, got "
                              f"{sizes}; use a grid that is a multiple of {p} or pass pad_to_patch=True")
         return pads
@@ -129,9 +122,8 @@ class AFNO(nn.Module):
             raise ShapeError(f"AFNO expects (batch, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
         sizes = tuple(x.shape[2:])
         pads = self._padding(sizes)
-        if self.grid:
-            coords = grid_coordinates(sizes, dtype=x.dtype, device=x.device)
-            x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
+        if self.hyper.grid:
+            x = append_coordinates(x)
         if any(pads):
             x = F.pad(x, (0, pads[1], 0, pads[0]))
         tokens = self.embedding(x)

@@ -38,11 +38,13 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
+from oplearn.layers.activations import make_activation
+from oplearn.layers.coordinates import append_coordinates
 from oplearn.layers.group_spectral import (POOLINGS, GroupLinear, GroupSpectralConv, check_square_grid, get_group,
                                           group_pool)
-from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.layers.padding import DomainPadding
-from oplearn.models.fno import grid_coordinates, make_activation
+from oplearn.layers.pointwise import PointwiseLinear
+from oplearn.models.operator import Hyperparameters, Operator, register
 
 
 def square_modes(modes: int | Sequence[int]) -> int:
@@ -69,73 +71,70 @@ class GroupFourierBlock(nn.Module):
         return self.activation(self.spectral(x) + self.pointwise(x))
 
 
-class GFNO(nn.Module):
-    """Group-equivariant FNO on square 2-D grids.
-
-    Args:
-        in_channels, out_channels: channels (scalar fields) of input and output.
-        modes: ``m`` or ``(m, m)``; keeps ``|k_x|, |k_y| <= m-1`` (``2m-1`` per axis, unlike FNO's ``2m``).
-        width: channels per group element inside the blocks (the feature maps hold ``width * |H|``).
-        n_layers: Fourier blocks, the first of them lifting to the group.
-        group: "p4" (4 rotations) or "p4m" (4 rotations and 4 reflections).
-        activation: nonlinearity (gelu, relu, silu, tanh), applied pointwise.
-        padding: zero padding per axis as a fraction of the domain, for non-periodic data
-            (keeps equivariance, see the module doc).
-        grid: append the grid coordinates to the input (breaks equivariance, hence off).
-        projection_channels: hidden width of the projection MLP.
-        pooling: "mean" or "max" over the group axis at the end.
+@register("gfno")
+class GFNO(Operator):
+    """Group-equivariant FNO on square 2-D grids; hyperparameters in :class:`GFNO.Hyper`.
 
     Shapes: ``(batch, in_channels, n, n) -> (batch, out_channels, n, n)`` with ``n >= 2m-1``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        out_channels: int,
-        modes: int | Sequence[int],
-        width: int = 16,
-        n_layers: int = 4,
-        group: str = "p4",
-        activation: str = "gelu",
-        padding: float = 0.0,
-        grid: bool = False,
-        projection_channels: int = 64,
-        pooling: str = "mean",
-    ):
-        super().__init__()
-        self.modes = square_modes(modes)
-        get_group(group)
-        if width < 1 or n_layers < 1 or in_channels < 1 or out_channels < 1:
+    geometries = frozenset({"grid"})
+
+    class Hyper(Hyperparameters):
+        modes: int | tuple[int, ...]
+        """``m`` or ``(m, m)``; keeps ``|k_x|, |k_y| <= m-1`` (``2m-1`` per axis, unlike FNO's ``2m``)."""
+        width: int = 16
+        """Channels per group element inside the blocks (the feature maps hold ``width * |H|``)."""
+        n_layers: int = 4
+        """Fourier blocks, the first of them lifting to the group."""
+        group: str = "p4"
+        """Symmetry group: "p4" (4 rotations) or "p4m" (4 rotations and 4 reflections)."""
+        activation: str = "gelu"
+        """Nonlinearity (gelu, relu, silu, tanh), applied pointwise."""
+        padding: float = 0.0
+        """Zero padding per axis as a fraction of the domain, for non-periodic data (keeps
+        equivariance, see the module doc)."""
+        grid: bool = False
+        """Append the grid coordinates to the input (breaks equivariance, hence off)."""
+        projection_channels: int = 64
+        """Hidden width of the projection MLP."""
+        pooling: str = "mean"
+        """Pooling over the group axis at the end: "mean" or "max"."""
+
+    def __init__(self, in_channels: int, out_channels: int, **hyper):
+        super().__init__(in_channels, out_channels, **hyper)
+        h = self.hyper
+        self.modes = square_modes(h.modes)
+        get_group(h.group)
+        if h.width < 1 or h.n_layers < 1 or in_channels < 1 or out_channels < 1:
             raise ConfigError("width, n_layers, in_channels and out_channels must be positive")
-        if not 0.0 <= padding < 1.0:
-            raise ConfigError(f"padding is a fraction of each axis in [0, 1), got {padding}")
-        if pooling not in POOLINGS:
-            raise ConfigError(f"unknown group pooling '{pooling}'; choose one of: {', '.join(POOLINGS)}")
-        self.in_channels, self.out_channels, self.group = in_channels, out_channels, group
-        self.domain_padding = DomainPadding((padding, padding))
-        self.grid, self.pooling = grid, pooling
-        self.lifting = PointwiseLinear(in_channels + (2 if grid else 0), width)
+        if not 0.0 <= h.padding < 1.0:
+            raise ConfigError(f"padding is a fraction of each axis in [0, 1), got {h.padding}")
+        if h.pooling not in POOLINGS:
+            raise ConfigError(f"unknown group pooling '{h.pooling}'; choose one of: {', '.join(POOLINGS)}")
+        self.domain_padding = DomainPadding((h.padding, h.padding))
+        self.lifting = PointwiseLinear(in_channels + (2 if h.grid else 0), h.width)
         self.blocks = nn.ModuleList(
-            GroupFourierBlock(width, self.modes, group, activation if i < n_layers - 1 else None, lifting=i == 0)
-            for i in range(n_layers)
+            GroupFourierBlock(h.width, self.modes, h.group, h.activation if i < h.n_layers - 1 else None,
+                              lifting=i == 0)
+            for i in range(h.n_layers)
         )
         # Pointwise over (group, x, y): the same MLP for every group element.
         self.projection = nn.Sequential(
-            PointwiseLinear(width, projection_channels),
-            make_activation(activation),
-            PointwiseLinear(projection_channels, out_channels),
+            PointwiseLinear(h.width, h.projection_channels),
+            make_activation(h.activation),
+            PointwiseLinear(h.projection_channels, out_channels),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ShapeError(f"GFNO expects (batch, {self.in_channels}, n, n), got shape {tuple(x.shape)}")
         n = check_square_grid(x, self.modes, "GFNO")
-        if self.grid:
-            coords = grid_coordinates((n, n), dtype=x.dtype, device=x.device)
-            x = torch.cat([x, coords.expand(x.shape[0], *coords.shape)], dim=1)
+        if self.hyper.grid:
+            x = append_coordinates(x)
         x = self.lifting(x)
         x = self.domain_padding.pad(x)
         for block in self.blocks:
             x = block(x)
         x = self.domain_padding.crop(x, (n, n))
-        return group_pool(self.projection(x), self.pooling)
+        return group_pool(self.projection(x), self.hyper.pooling)

@@ -10,40 +10,57 @@ e.g. ``KAN(2, 1, widths=[1])`` is the paper's ``[2, 1, 1]`` network.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.kan import KANLinear, prune, update_grids
+from oplearn.models.operator import Hyperparameters, Operator, register
 
 
-class KAN(nn.Module):
-    """Args:
-        in_channels, out_channels: channels of input and output.
-        widths: hidden widths (may be empty: one KAN layer).
-        basis, grid_size, order, grid_range, groups, base_path, spline_init_scale: options of every KANLinear.
+@register("kan")
+class KAN(Operator):
+    """A stack of KANLinear layers over channels; hyperparameters in :class:`KAN.Hyper`.
 
-    Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``, any number
-    of spatial axes including none; the same network is applied at every point.
+    Shapes: ``(batch, in_channels, *points) -> (batch, out_channels, *points)``, any number
+    of point axes (a grid, the points of a mesh or a cloud) including none; the same network
+    is applied at every point.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, widths: Sequence[int] = (), basis: str = "bspline",
-                 grid_size: int | None = None, order: int | None = None,
-                 grid_range: tuple[float, float] | None = None, groups: int | None = None,
-                 base_path: bool | None = None, spline_init_scale: float = 1.0):
-        super().__init__()
-        sizes = [int(in_channels), *(int(w) for w in widths), int(out_channels)]
+    geometries = frozenset({"grid", "mesh", "points"})
+
+    class Hyper(Hyperparameters):
+        widths: tuple[int, ...] = ()
+        """Hidden widths (may be empty: one KAN layer)."""
+        basis: str = "bspline"
+        """Basis of every KANLinear (see ``oplearn.layers.kan_bases.BASES``)."""
+        grid_size: int | None = None
+        """Basis option (None: the basis' default)."""
+        order: int | None = None
+        """Basis option (None: the basis' default)."""
+        grid_range: tuple[float, float] | None = None
+        """Basis option (None: the basis' default)."""
+        groups: int | None = None
+        """Basis option (None: the basis' default)."""
+        base_path: bool | None = None
+        """Add ``W silu(x)`` on every edge (None: the basis' default)."""
+        spline_init_scale: float = 1.0
+        """Initial range of the spline coefficients (see :class:`~oplearn.layers.kan.KANLinear`)."""
+
+    def __init__(self, in_channels: int, out_channels: int, **hyper):
+        super().__init__(in_channels, out_channels, **hyper)
+        h = self.hyper
+        sizes = [int(in_channels), *h.widths, int(out_channels)]
         if min(sizes) < 1:
             raise ConfigError(f"KAN channels and widths must be positive, got {sizes}")
-        self.in_channels, self.out_channels, self.sizes = sizes[0], sizes[-1], sizes
         self.layers = nn.ModuleList(
-            KANLinear(n_in, n_out, basis=basis, grid_size=grid_size, order=order, grid_range=grid_range,
-                      groups=groups, base_path=base_path, spline_init_scale=spline_init_scale)
+            KANLinear(n_in, n_out, basis=h.basis, grid_size=h.grid_size, order=h.order, grid_range=h.grid_range,
+                      groups=h.groups, base_path=h.base_path, spline_init_scale=h.spline_init_scale)
             for n_in, n_out in zip(sizes[:-1], sizes[1:]))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None,
+                mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Pointwise: on meshes and point clouds the coordinates and padding mask are not needed."""
         if x.ndim < 2 or x.shape[1] != self.in_channels:
             raise ShapeError(f"KAN expects (batch, {self.in_channels}, *spatial), got shape {tuple(x.shape)}")
         x = x.movedim(1, -1)

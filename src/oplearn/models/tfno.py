@@ -9,25 +9,19 @@ small core and one factor matrix per axis, about a tenth of the dense parameters
 
 from __future__ import annotations
 
-import inspect
-
 from oplearn.models.fno import FNO
+from oplearn.models.operator import register
 
-_DEFAULTS = {"factorization": "tucker", "rank": 0.1}
 
-
+@register("tfno")
 class TFNO(FNO):
     """FNO with Tucker-factorized spectral weights; takes every FNO hyperparameter.
 
     Shapes: ``(batch, in_channels, *spatial) -> (batch, out_channels, *spatial)``.
     """
 
-    def __init__(self, *args, factorization: str = _DEFAULTS["factorization"], rank: float = _DEFAULTS["rank"],
-                 **hyper):
-        super().__init__(*args, factorization=factorization, rank=rank, **hyper)
-
-    # FNO's signature with the TFNO defaults, so that build() and configs see the real hyperparameter names.
-    __init__.__signature__ = inspect.signature(FNO.__init__).replace(parameters=[
-        parameter.replace(default=_DEFAULTS.get(parameter.name, parameter.default))
-        for parameter in inspect.signature(FNO.__init__).parameters.values()
-    ])
+    class Hyper(FNO.Hyper):
+        factorization: str = "tucker"
+        """Spectral weights "tucker" (the TFNO), "cp" or "dense" (then the FNO)."""
+        rank: float = 0.1
+        """Size of the factorization as a fraction of the dense parameter count."""

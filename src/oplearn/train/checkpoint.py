@@ -85,8 +85,16 @@ class Checkpoint:
         return {k.removeprefix("extra."): v for k, v in self.tensors.items() if k.startswith("extra.")}
 
     def restore(self, model: nn.Module, optimizer=None, scheduler=None) -> None:
+        """Load the weights into ``model`` (every tensor must fit, none may be missing), then optimizer and
+        scheduler state; a checkpoint of another architecture or oplearn version is a DataError."""
         weights = {k.removeprefix("model."): v for k, v in self.tensors.items() if k.startswith("model.")}
-        model.load_state_dict(weights)
+        try:
+            model.load_state_dict(weights)
+        except RuntimeError as error:  # missing, unexpected or reshaped tensors, listed on the following lines
+            problems = " ".join(str(error).split("\n", 1)[-1].split())
+            problems = problems if len(problems) <= 300 else problems[:300] + " ..."
+            raise DataError(f"checkpoint {self.path} does not fit the model ({problems}); it was written for "
+                            "another model config or oplearn version: retrain") from None
         if optimizer is not None:
             optimizer.load_state_dict(_join_optimizer(self.tensors, self.meta["optimizer"]))
         if scheduler is not None:

@@ -66,6 +66,14 @@ class ModelConfig(BaseModel):
         return dict(self.model_extra or {})
 
 
+class LossTerm(BaseModel):
+    """One term of the training objective: ``name``, ``weight`` and the term's own options."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+    weight: float = Field(default=1.0, gt=0)
+
+
 class OptimConfig(_Strict):
     epochs: int = Field(default=100, gt=0)
     batch_size: int = Field(default=20, gt=0)
@@ -74,11 +82,13 @@ class OptimConfig(_Strict):
     scheduler: Literal["step", "cosine", "constant"] = "cosine"
     step_size: int = Field(default=100, gt=0)  # epochs between decays, for "step"
     gamma: float = Field(default=0.5, gt=0, le=1)  # decay factor, for "step"
-    loss: str = "relative_l2"  # a name in oplearn.losses.LOSSES: relative_l2, h1, h2, h-1
+    # A term's name (relative_l2, h1, h2, h-1, ...) or a weighted list of terms: [{name: relative_l2, weight: 1.0},
+    # {name: h1, weight: 0.1}] (oplearn.train.objective).
+    loss: str | list[LossTerm] = "relative_l2"
     precision: Literal["fp32", "mixed"] = "fp32"  # mixed: bf16 autocast, FFTs in fp32 (oplearn.precision)
     tf32: bool = False  # TF32 CUDA matmuls in fp32 mode
     compile: bool = False  # torch.compile the model for training (evaluation and checkpoints use the module)
-    task: Literal["supervised", "recurrent", "space_time"] = "supervised"  # see oplearn.train.task
+    task: str = "supervised"  # a name in oplearn.train.task.TASKS: supervised, recurrent, space_time
     # Grid-based KAN layers (model.mixer=kan, the kan model) refit their grids to the values they see at the
     # start of each of the first N epochs, on the first batch_size training samples (pykan: first 50 steps).
     kan_grid_updates: int = Field(default=0, ge=0)
@@ -88,7 +98,7 @@ class StageConfig(_Strict):
     """A second training stage on a finished run (see oplearn.train.recipes)."""
 
     base_run: str
-    recipe: Literal["specboost", "refine", "linearized"]
+    recipe: str  # a name in oplearn.train.recipes.RECIPES: specboost, refine, linearized
 
 
 class Config(_Strict):
@@ -98,6 +108,17 @@ class Config(_Strict):
     model: ModelConfig = ModelConfig()
     train: OptimConfig = OptimConfig()
     stage: StageConfig | None = None
+
+    @model_validator(mode="after")
+    def _registered_names(self):
+        from oplearn.train.recipes import RECIPES
+        from oplearn.train.task import TASKS
+
+        if self.train.task not in TASKS:
+            raise ValueError(f"unknown train.task '{self.train.task}'; choose one of: {', '.join(TASKS)}")
+        if self.stage is not None and self.stage.recipe not in RECIPES:
+            raise ValueError(f"unknown stage.recipe '{self.stage.recipe}'; choose one of: {', '.join(RECIPES)}")
+        return self
 
 
 def _one_line(error: ValidationError) -> str:

@@ -7,12 +7,14 @@ from pathlib import Path
 
 import torch
 
-from oplearn.data.dataset import FieldDataset
-from oplearn.errors import ConfigError
 from oplearn.analysis.spectrum import spectral_report
+from oplearn.data.sources import load_source, open_data
+from oplearn.errors import ConfigError
+from oplearn.files import write_atomic
 from oplearn.plot import plot_prediction, plot_spectrum
 from oplearn.train.recipes import load_run
-from oplearn.train.trainer import load_source
+from oplearn.train.run_dir import RunDir
+from oplearn.train.trainer import data_summary
 
 SPECTRUM_SAMPLES = 256
 
@@ -29,20 +31,19 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
     recipe at that resolution (zero-shot super-resolution). Neither: the
     run's own test and extra test sets.
     """
-    run = Path(run)
+    run = RunDir(run)
     config, model, task = load_run(run, device)
     device = next(model.parameters()).device
     if data is not None and resolution is not None:
         raise ConfigError("give either --data or --resolution, not both")
     if data is not None:
         recipe = config.data.test
-        sets = {Path(data).stem: FieldDataset.open(data, input_steps=recipe.input_steps,
-                                                   output_steps=recipe.output_steps)}
+        sets = {Path(data).stem: open_data(data, input_steps=recipe.input_steps, output_steps=recipe.output_steps)}
     elif resolution is not None:
         recipe = config.data.test
         if recipe.pde is None:
             raise ConfigError("--resolution needs a test set the run can generate (data.test.pde); use --data")
-        path = run / "eval" / f"{recipe.pde}_test_{resolution}.h5"
+        path = run.path / "eval" / f"{recipe.pde}_test_{resolution}.h5"
         source = recipe.model_copy(update={"path": str(path), "resolution": resolution})
         sets = {path.stem: load_source(source, "test")}
     else:
@@ -52,18 +53,25 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
     results = {}
     for name, dataset in sets.items():
         error = task.evaluate(model, dataset, device)
-        inputs, targets = dataset.batch(range(min(len(dataset), SPECTRUM_SAMPLES)))
-        with torch.no_grad():
-            predictions = torch.cat([task.predict(model, part.to(device)).cpu()
-                                     for part in inputs.split(task.evaluation_batch(dataset.resolution))])
-        title = f"{name}: grid {dataset.resolution}, test relative L2 {error:.4f}"
-        figure = plot_prediction(inputs[0].numpy(), targets[0].numpy(), predictions[0].numpy(),
-                                 run / "figures" / f"{name}.png", title=title)
-        spectrum = spectral_report(predictions, targets)
-        spectrum_figure = plot_spectrum(targets, predictions, run / "figures" / f"{name}_spectrum.png", title=title)
-        results[name] = {"rel_l2": error, "resolution": list(dataset.resolution), "samples": len(dataset),
-                         "band_relative_errors": spectrum["band_relative_errors"], "figure": str(figure),
-                         "spectrum_figure": str(spectrum_figure), "spectrum": spectrum}
-        (run / "eval").mkdir(exist_ok=True)
-        (run / "eval" / f"{name}.json").write_text(json.dumps(results[name], indent=2))
+        results[name] = {"rel_l2": error, **data_summary(dataset), "samples": len(dataset)}
+        if dataset.kind == "grid":
+            results[name].update(_grid_report(name, dataset, model, task, device, error, run))
+        write_atomic(run.evaluation(name), json.dumps(results[name], indent=2))
     return results
+
+
+def _grid_report(name: str, dataset, model, task, device, error: float, run: RunDir) -> dict:
+    """Figures of the first sample and the error by wavenumber band over the first samples."""
+    batch = dataset.batch(range(min(len(dataset), SPECTRUM_SAMPLES)))
+    size = task.evaluation_batch(dataset.shape)
+    with torch.no_grad():
+        predictions = torch.cat([task.predict(model, batch.with_inputs(part).with_targets(None).to(device)).cpu()
+                                 for part in batch.inputs.split(size)])
+    inputs, targets = batch.inputs, batch.targets
+    title = f"{name}: grid {dataset.resolution}, test relative L2 {error:.4f}"
+    figure = plot_prediction(inputs[0].numpy(), targets[0].numpy(), predictions[0].numpy(), run.figure(name),
+                             title=title)
+    spectrum = spectral_report(predictions, targets)
+    spectrum_figure = plot_spectrum(targets, predictions, run.figure(f"{name}_spectrum"), title=title)
+    return {"band_relative_errors": spectrum["band_relative_errors"], "figure": str(figure),
+            "spectrum_figure": str(spectrum_figure), "spectrum": spectrum}

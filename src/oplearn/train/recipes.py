@@ -20,7 +20,10 @@ Recipes (``stage.recipe`` in the config):
   with the base run's normalizers; the checkpoint holds both the base weights
   and the tangent-space ones.
 
-``load_run`` rebuilds any of these from its directory.
+Recipes are registered by name (:data:`RECIPES`); each builds its model and
+task for training (``setup``) and rebuilds them from a checkpoint
+(``build_model``, ``restore_task``). ``load_run`` rebuilds any run from its
+directory.
 """
 
 from __future__ import annotations
@@ -30,92 +33,128 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from oplearn.analysis.linearize import linearize
-from oplearn.data.dataset import FieldDataset
-from oplearn.errors import ConfigError, DataError
+from oplearn.errors import ConfigError
 from oplearn.layers.padding import fix_padded_periods
 from oplearn.models import build
+from oplearn.models.linearize import linearize
 from oplearn.train.checkpoint import Checkpoint
 from oplearn.train.config import Config, load_config
 from oplearn.train.distributed import resolve_device
-from oplearn.train.task import RecurrentTask, ResidualTask, SpaceTimeTask, SupervisedTask
-
-CHECKPOINT = Path("checkpoints") / "last.safetensors"
-
-
-def _checkpoint(run: Path) -> Checkpoint:
-    if not (run / "config.yaml").is_file():
-        raise DataError(f"{run} is not a run directory (no config.yaml); pass the --out of `oplearn train`")
-    if not (run / CHECKPOINT).is_file():
-        raise DataError(f"{run} has no checkpoint ({CHECKPOINT}); train it first")
-    return Checkpoint(run / CHECKPOINT)
-
-
-def _steps(config: Config, channels) -> tuple[int, int]:
-    """``(channels per snapshot, output snapshots)`` of a time task's data."""
-    steps_in, steps_out = len(config.data.train.input_steps), len(config.data.train.output_steps)
-    per_step = channels[0] // steps_in
-    if channels[0] != per_step * steps_in or channels[1] != per_step * steps_out:
-        raise ConfigError(f"train.task {config.train.task} needs snapshots of equal channels in and out; the data has "
-                          f"{channels[0]} input channels for {steps_in} input_steps and {channels[1]} output "
-                          f"channels for {steps_out} output_steps")
-    return per_step, steps_out
-
-
-def model_channels(config: Config, channels) -> tuple[int, int]:
-    """The model's ``(in, out)`` channels for data of ``channels``: a time task's model maps the input
-    snapshots to one snapshot."""
-    if config.train.task == "supervised":
-        return tuple(channels)
-    return channels[0], _steps(config, channels)[0]
+from oplearn.train.objective import Objective
+from oplearn.train.run_dir import RunDir
+from oplearn.train.task import ResidualTask, SupervisedTask, Task, get_task
 
 
 def _build(config: Config, channels) -> nn.Module:
-    """The model for data of ``channels = (in, out)`` (see :func:`model_channels`)."""
-    channels = model_channels(config, channels)
+    """The model for data of ``channels = (in, out)``, with the channels its task gives it."""
+    channels = get_task(config.train.task).model_channels(config, channels)
     return build(config.model.name, in_channels=channels[0], out_channels=channels[1],
                  **config.model.hyperparameters())
 
 
-def _fresh_task(config: Config, train: FieldDataset) -> SupervisedTask:
-    normalize = config.data.normalize_inputs, config.data.normalize_outputs
-    if config.train.task == "supervised":
-        return SupervisedTask.fitted_on(train, *normalize)
-    per_step, steps_out = _steps(config, train.channels)
-    if config.train.task == "space_time":
-        modes, dim = config.model.hyperparameters().get("modes"), len(train.resolution)
-        if modes is not None and len(modes) != dim + 1:
-            raise ConfigError(f"train.task space_time adds a time axis: model.modes needs {dim + 1} entries for "
-                              f"{dim}-D data, got {list(modes)}")
-        if config.model.hyperparameters().get("grid") is False:
-            raise ConfigError("train.task space_time needs model.grid: true (the time coordinate tells the repeated "
-                              "input snapshots apart)")
-        return SpaceTimeTask.fitted_on(train, steps_out, *normalize)
-    if any(normalize):
-        raise ConfigError("train.task recurrent feeds its predictions back as inputs and normalizes nothing: set "
-                          "data.normalize_inputs and data.normalize_outputs to false")
-    return RecurrentTask(steps_out, per_step)
+class Recipe:
+    """A second training stage on the finished run ``config.stage.base_run``."""
+
+    name: str
+
+    def setup(self, config: Config, train, device: torch.device, loss: Objective):
+        """``(model, task, config to save)`` for training."""
+        raise NotImplementedError
+
+    def build_model(self, config: Config, channels) -> nn.Module:
+        """The untrained model a checkpoint of this recipe's run restores into."""
+        return _build(config, channels)
+
+    def restore_task(self, config: Config, tensors: dict, device: torch.device, loss: Objective) -> Task:
+        return SupervisedTask.from_state(tensors, config, loss)
 
 
-def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Config, nn.Module, SupervisedTask]:
+RECIPES: dict[str, Recipe] = {}
+
+
+def register_recipe(name: str):
+    """Class decorator: register a recipe under ``name`` (its ``stage.recipe`` value)."""
+    def add(cls):
+        cls.name = name
+        RECIPES[name] = cls()
+        return cls
+
+    return add
+
+
+def _same_model_section(config: Config, base_config: Config, why: str, ignore=()) -> None:
+    mine = {k: v for k, v in config.model.model_dump().items() if k not in ignore}
+    theirs = {k: v for k, v in base_config.model.model_dump().items() if k not in ignore}
+    if mine != theirs:
+        raise ConfigError(f"stage.recipe {config.stage.recipe} {why}: copy the base run's model section unchanged")
+
+
+@register_recipe("specboost")
+class SpecBoostRecipe(Recipe):
+    def setup(self, config, train, device, loss):
+        _, base, base_task = load_run(config.stage.base_run, device)
+        for parameter in base.parameters():
+            parameter.requires_grad_(False)
+        model = _build(config, train.channels).to(device)
+        return model, ResidualTask.fitted_on(train, base, base_task, device, loss), config
+
+    def restore_task(self, config, tensors, device, loss):
+        _, base, base_task = load_run(config.stage.base_run, device)
+        return ResidualTask.from_state(tensors, base, base_task, loss)
+
+
+@register_recipe("refine")
+class RefineRecipe(Recipe):
+    """Spectral-Refiner: the model's refinable layers get every mode the training grid holds and alone train."""
+
+    def setup(self, config, train, device, loss):
+        base_config, base, base_task = load_run(config.stage.base_run, device)
+        _same_model_section(config, base_config, "continues the base run's model (the recipe sets the released "
+                            "modes itself)", ignore=("last_modes",))
+        updates = base.refine(train.resolution)
+        trainable = {id(p) for p in base.refinable_parameters()}
+        for parameter in base.parameters():
+            parameter.requires_grad_(id(parameter) in trainable)
+        hyper = {k: v for k, v in config.model.model_dump().items() if k != "last_modes"}
+        model_config = type(config.model).model_validate({**hyper, **updates})
+        base_task.loss = loss
+        return base.train(), base_task, config.model_copy(update={"model": model_config})
+
+
+@register_recipe("linearized")
+class LinearizedRecipe(Recipe):
+    def setup(self, config, train, device, loss):
+        base_config, base, base_task = load_run(config.stage.base_run, device)
+        if base_config.stage is not None and base_config.stage.recipe in ("specboost", "linearized"):
+            raise ConfigError(f"stage.recipe linearized needs a single-model base run; {config.stage.base_run} is a "
+                              f"{base_config.stage.recipe} stage: use its own base run")
+        _same_model_section(config, base_config, "fine-tunes the base run's model in tangent space")
+        base_task.loss = loss
+        return linearize(base).train(), base_task, config
+
+    def build_model(self, config, channels):
+        return linearize(_build(config, channels))
+
+
+def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Config, nn.Module, Task]:
     """The config, trained model (eval mode, on ``device``) and task of a run directory."""
-    run = Path(run)
-    checkpoint = _checkpoint(run)
-    config = load_config(run / "config.yaml")
+    run = RunDir(run)
+    run.check_trained()
+    checkpoint = Checkpoint(run.checkpoint)
+    config = load_config(run.config)
     device = resolve_device(device) if isinstance(device, str) else device
-    model = _build(config, checkpoint.state["channels"])
-    if config.stage is not None and config.stage.recipe == "linearized":
-        model = linearize(model)
+    loss = Objective.from_config(config.train.loss)
+    recipe = RECIPES[config.stage.recipe] if config.stage is not None else None
+    channels = checkpoint.state["channels"]
+    model = recipe.build_model(config, channels) if recipe else _build(config, channels)
     checkpoint.restore(model)
     model.to(device).eval()
-    if config.stage is not None and config.stage.recipe == "specboost":
-        _, base, base_task = load_run(config.stage.base_run, device)
-        return config, model, ResidualTask.from_state(checkpoint.extra(), base, base_task)
-    task = {"supervised": SupervisedTask, "recurrent": RecurrentTask, "space_time": SpaceTimeTask}[config.train.task]
-    return config, model, task.from_state(checkpoint.extra())
+    if recipe is not None:
+        return config, model, recipe.restore_task(config, checkpoint.extra(), device, loss)
+    return config, model, get_task(config.train.task).from_state(checkpoint.extra(), config, loss)
 
 
-def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn.Module, SupervisedTask, Config]:
+def setup(config: Config, train, device: torch.device) -> tuple[nn.Module, Task, Config]:
     """Model (on ``device``; only trainable parameters require grad), task and the config to save.
 
     The saved config differs from ``config`` only for ``refine``, which records the released
@@ -123,48 +162,21 @@ def setup(config: Config, train: FieldDataset, device: torch.device) -> tuple[nn
     keeps the period of the training grid on every other grid (``oplearn.layers.padding``).
     """
     torch.manual_seed(config.seed)
-    stage = config.stage
-    if stage is not None and config.train.task != "supervised":
+    loss = Objective.from_config(config.train.loss)
+    task_class = get_task(config.train.task)
+    if train.kind not in task_class.geometries:
+        raise ConfigError(f"train.task {config.train.task} works on {', '.join(sorted(task_class.geometries))} "
+                          f"data; the training data are {train.kind} data")
+    if config.stage is None:
+        model = _build(config, train.channels).to(device)
+        task = task_class.from_config(config, train, loss)
+    elif config.train.task != "supervised":
         raise ConfigError(f"stage recipes continue supervised runs; train.task {config.train.task} trains from scratch")
-    if stage is None:
-        model = _build(config, train.channels).to(device)
-        task = _fresh_task(config, train)
-    elif stage.recipe == "specboost":
-        _, base, base_task = load_run(stage.base_run, device)
-        for parameter in base.parameters():
-            parameter.requires_grad_(False)
-        model = _build(config, train.channels).to(device)
-        task = ResidualTask.fitted_on(train, base, base_task, device)
-    elif stage.recipe == "linearized":
-        model, task = _linearized(config, device)
     else:
-        model, task, config = _refine(config, train, device)
-    task.loss = config.train.loss
-    fix_padded_periods(model, task.model_grid(train.resolution))  # a second stage keeps its base's period
+        model, task, config = RECIPES[config.stage.recipe].setup(config, train, device, loss)
+    if not model.accepts(train.kind):
+        raise ConfigError(f"model {config.model.name} works on {', '.join(sorted(model.geometries))} data; the "
+                          f"training data are {train.kind} data: choose a model that accepts them")
+    if train.kind == "grid":
+        fix_padded_periods(model, task.model_grid(train.resolution))  # a second stage keeps its base's period
     return model, task, config
-
-
-def _refine(config: Config, train: FieldDataset, device: torch.device):
-    base_config, base, base_task = load_run(config.stage.base_run, device)
-    mine = {k: v for k, v in config.model.model_dump().items() if k != "last_modes"}
-    if base_config.model.model_dump() != mine:
-        raise ConfigError("stage.recipe refine continues the base run's model: copy its model section unchanged "
-                          "(the recipe sets model.last_modes itself)")
-    if not hasattr(base, "release_last_modes"):
-        raise ConfigError(f"stage.recipe refine needs a Fourier model; {config.model.name} has no spectral layers")
-    last_modes = base.release_last_modes(train.resolution)
-    for name, parameter in base.named_parameters():
-        parameter.requires_grad_(name.startswith(f"blocks.{len(base.blocks) - 1}.spectral."))
-    model_config = type(config.model).model_validate({**mine, "last_modes": list(last_modes)})
-    return base.train(), base_task, config.model_copy(update={"model": model_config})
-
-
-def _linearized(config: Config, device: torch.device):
-    base_config, base, base_task = load_run(config.stage.base_run, device)
-    if base_config.stage is not None and base_config.stage.recipe in ("specboost", "linearized"):
-        raise ConfigError(f"stage.recipe linearized needs a single-model base run; {config.stage.base_run} is a "
-                          f"{base_config.stage.recipe} stage: use its own base run")
-    if base_config.model.model_dump() != config.model.model_dump():
-        raise ConfigError("stage.recipe linearized fine-tunes the base run's model in tangent space: copy its "
-                          "model section unchanged")
-    return linearize(base).train(), base_task

@@ -1,13 +1,24 @@
-"""What one batch means: the supervised map from input to output functions.
+"""What one batch means: how a model's prediction is made from a Batch, and how it is scored.
 
-A task turns a batch into predictions and per-sample losses; the training
-loop knows nothing else about the problem (``train.task`` in the config):
+A task turns a :class:`~oplearn.data.batch.Batch` into predictions and
+per-sample losses; the training loop knows nothing else about the problem.
+Tasks are registered by name (``train.task`` in the config):
 
-* ``supervised``: a model maps input functions to output functions.
+* ``supervised``: a model maps input functions to output functions, on any geometry.
 * ``recurrent``: time stepping, one snapshot at a time from the last k, rolled out
   (the FNO paper's "FNO-2D" for Navier-Stokes).
 * ``space_time``: one (d+1)-dimensional model maps the first k snapshots to all
   later ones at once (the FNO paper's "FNO-3D").
+
+Each task class has ``from_config(config, train, loss)`` (fit what it needs on
+the training split), ``from_state(tensors, config, loss)`` (rebuild it from a
+checkpoint) and ``model_channels(config, channels)`` (the model's channels for
+data of ``channels``). The training loss is an :class:`~oplearn.train.objective.Objective`
+given at construction; the score is always the relative L2 error.
+
+A model is called as ``model(inputs)`` on grid data and as ``model(inputs,
+coords=..., mask=...)`` (plus ``queries``/``query_mask`` when the batch has
+them) on mesh and point data: :func:`model_arguments`.
 
 For the time tasks a batch holds the k input snapshots stacked as channels,
 ``(b, k*C, *grid)``, and the T output snapshots, ``(b, T*C, *grid)``
@@ -18,93 +29,168 @@ the whole predicted trajectory.
 from __future__ import annotations
 
 import math
+from typing import ClassVar
 
 import torch
 from torch import nn
 
-from oplearn.data.dataset import ChannelMoments, ChannelNormalizer, FieldDataset
-from oplearn.losses import get_loss, relative_lp_loss
-
+from oplearn.data.batch import Batch
+from oplearn.data.dataset import ChannelMoments, ChannelNormalizer
+from oplearn.errors import ConfigError
+from oplearn.train.objective import Objective, relative_l2
 
 EVALUATION_POINTS = 1 << 22  # model grid points per evaluation batch: ~2 GiB per 128-channel float32 activation
 
+TASKS: dict[str, type["Task"]] = {}
 
-class SupervisedTask:
-    """Learn ``a -> u`` from pairs; loss and score are relative L2 in physical units.
 
-    The model sees normalized inputs and predicts normalized outputs; both
-    normalizers are fitted on the training split only.
-    """
+def register_task(name: str):
+    """Class decorator: register a task under ``name`` (its ``train.task`` value)."""
+    def add(cls):
+        cls.name = name
+        TASKS[name] = cls
+        return cls
 
-    def __init__(self, input_normalizer: ChannelNormalizer | None, output_normalizer: ChannelNormalizer | None,
-                 loss: str = "relative_l2"):
-        self.input_normalizer = input_normalizer
-        self.output_normalizer = output_normalizer
-        self.loss = loss  # training loss by name (oplearn.losses.LOSSES); scores stay relative L2
+    return add
 
-    @classmethod
-    def fitted_on(cls, train: FieldDataset, normalize_inputs: bool = True, normalize_outputs: bool = True,
-                  batch_size: int = 256):
-        """Normalizers fitted on ``train`` in one streaming pass over it (it may live on disk)."""
-        inputs, outputs = ChannelMoments(), ChannelMoments()
-        for batch_inputs, batch_outputs in train.batches(batch_size):
-            inputs.add(batch_inputs)
-            outputs.add(batch_outputs)
-        return cls(inputs.normalizer() if normalize_inputs else None,
-                   outputs.normalizer() if normalize_outputs else None)
 
-    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        if self.input_normalizer is not None:
-            inputs = self.input_normalizer.encode(inputs)
-        outputs = model(inputs)
-        return self.output_normalizer.decode(outputs) if self.output_normalizer is not None else outputs
+def get_task(name: str) -> type["Task"]:
+    if name not in TASKS:
+        raise ConfigError(f"unknown train.task '{name}'; choose one of: {', '.join(TASKS)}")
+    return TASKS[name]
 
-    def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        """``(batch,)`` training losses (``self.loss``) in physical units."""
-        return get_loss(self.loss)(self.predict(model, inputs), targets, reduction="none")
 
-    def per_sample_error(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+def model_arguments(batch: Batch) -> dict:
+    """Keyword arguments a model gets besides the input fields: nothing on grids, the points elsewhere."""
+    if batch.kind == "grid":
+        return {}
+    arguments = {"coords": batch.coords, "mask": batch.mask}
+    if batch.queries is not None:
+        arguments.update(queries=batch.queries, query_mask=batch.query_mask)
+    return arguments
+
+
+def fit_normalizers(train, normalize_inputs: bool = True, normalize_outputs: bool = True, batch_size: int = 256):
+    """Per-channel normalizers of inputs and targets, fitted on ``train`` in one streaming pass (padded
+    points excluded); ``None`` for a side not normalized."""
+    inputs, outputs = ChannelMoments(), ChannelMoments()
+    for batch in train.batches(batch_size):
+        inputs.add(batch.inputs, batch.mask)
+        outputs.add(batch.targets, batch.mask)
+    return inputs.normalizer() if normalize_inputs else None, outputs.normalizer() if normalize_outputs else None
+
+
+def _normalizer_state(**normalizers) -> dict[str, torch.Tensor]:
+    tensors = {}
+    for prefix, normalizer in normalizers.items():
+        if normalizer is not None:
+            tensors.update(normalizer.state(f"normalizer.{prefix}"))
+    return tensors
+
+
+def _normalizer_from_state(tensors: dict[str, torch.Tensor], prefix: str) -> ChannelNormalizer | None:
+    key = f"normalizer.{prefix}"
+    return ChannelNormalizer.from_state(tensors, key) if f"{key}.mean" in tensors else None
+
+
+def _steps(config, channels) -> tuple[int, int]:
+    """``(channels per snapshot, output snapshots)`` of a time task's data."""
+    steps_in, steps_out = len(config.data.train.input_steps), len(config.data.train.output_steps)
+    per_step = channels[0] // steps_in
+    if channels[0] != per_step * steps_in or channels[1] != per_step * steps_out:
+        raise ConfigError(f"train.task {config.train.task} needs snapshots of equal channels in and out; the data has "
+                          f"{channels[0]} input channels for {steps_in} input_steps and {channels[1]} output "
+                          f"channels for {steps_out} output_steps")
+    return per_step, steps_out
+
+
+class Task:
+    """The shared part of every task: scoring, evaluation batch sizes, evaluation over a dataset."""
+
+    name: ClassVar[str]
+    geometries: ClassVar[frozenset[str]] = frozenset({"grid"})  # data kinds the task understands
+
+    def __init__(self, loss: Objective | None = None):
+        self.loss = loss or Objective.from_config("relative_l2")
+
+    @staticmethod
+    def model_channels(config, channels) -> tuple[int, int]:
+        """The model's ``(in, out)`` channels for data of ``channels``."""
+        return tuple(channels)
+
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        raise NotImplementedError
+
+    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        """``(batch,)`` training losses (the objective) in physical units."""
+        return self.loss(self.predict(model, batch), batch)
+
+    def per_sample_error(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """``(batch,)`` relative L2 errors of the prediction: the score every run reports."""
-        return relative_lp_loss(self.predict(model, inputs), targets, reduction="none")
+        return relative_l2(self.predict(model, batch), batch)
 
     def model_grid(self, resolution) -> tuple[int, ...]:
         """The grid the model sees for data on ``resolution``."""
         return tuple(resolution)
 
-    def model_points(self, resolution) -> int:
-        """Grid points of one sample as the model sees it (sets evaluation batch sizes)."""
-        return math.prod(self.model_grid(resolution))
-
     def evaluation_batch(self, resolution) -> int:
-        """Samples per evaluation batch: 64, fewer on fine grids (about 4M model grid points per batch)."""
-        return max(1, min(64, EVALUATION_POINTS // self.model_points(resolution)))
+        """Samples per evaluation batch: 64, fewer on fine grids (about 4M model grid points per batch).
+
+        ``resolution``: the grid, or ``(points,)`` for point data (the largest sample).
+        """
+        return max(1, min(64, EVALUATION_POINTS // math.prod(self.model_grid(resolution))))
 
     @torch.no_grad()
-    def evaluate(self, model: nn.Module, data: FieldDataset, device: torch.device) -> float:
+    def evaluate(self, model: nn.Module, data, device: torch.device) -> float:
         """Mean relative L2 error over a dataset."""
         was_training = model.training
         model.eval()
         total = 0.0
-        for inputs, targets in data.batches(self.evaluation_batch(data.resolution)):
-            inputs, targets = inputs.to(device), targets.to(device)
-            total += self.per_sample_error(model, inputs, targets).sum().item()
+        for batch in data.batches(self.evaluation_batch(data.shape)):
+            total += self.per_sample_error(model, batch.to(device)).sum().item()
         model.train(was_training)
         return total / len(data)
 
     def state(self) -> dict[str, torch.Tensor]:
-        tensors = {}
-        for prefix, normalizer in (("inputs", self.input_normalizer), ("outputs", self.output_normalizer)):
-            if normalizer is not None:
-                tensors.update(normalizer.state(f"normalizer.{prefix}"))
-        return tensors
+        return {}
+
+
+@register_task("supervised")
+class SupervisedTask(Task):
+    """Learn ``a -> u`` from pairs on any geometry; loss and score in physical units.
+
+    The model sees normalized inputs and predicts normalized outputs; both
+    normalizers are fitted on the training split only.
+    """
+
+    geometries = frozenset({"grid", "mesh", "points"})
+
+    def __init__(self, input_normalizer: ChannelNormalizer | None, output_normalizer: ChannelNormalizer | None,
+                 loss: Objective | None = None):
+        super().__init__(loss)
+        self.input_normalizer = input_normalizer
+        self.output_normalizer = output_normalizer
 
     @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor]) -> "SupervisedTask":
-        def part(prefix):
-            key = f"normalizer.{prefix}"
-            return ChannelNormalizer.from_state(tensors, key) if f"{key}.mean" in tensors else None
+    def from_config(cls, config, train, loss: Objective | None = None) -> "SupervisedTask":
+        return cls(*fit_normalizers(train, config.data.normalize_inputs, config.data.normalize_outputs), loss)
 
-        return cls(part("inputs"), part("outputs"))
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], config=None, loss: Objective | None = None):
+        return cls(_normalizer_from_state(tensors, "inputs"), _normalizer_from_state(tensors, "outputs"), loss)
+
+    def encode(self, batch: Batch) -> torch.Tensor:
+        inputs = batch.inputs
+        return inputs if self.input_normalizer is None else batch.masked(self.input_normalizer.encode(inputs))
+
+    def decode(self, outputs: torch.Tensor) -> torch.Tensor:
+        return outputs if self.output_normalizer is None else self.output_normalizer.decode(outputs)
+
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        return self.decode(model(self.encode(batch), **model_arguments(batch)))
+
+    def state(self) -> dict[str, torch.Tensor]:
+        return _normalizer_state(inputs=self.input_normalizer, outputs=self.output_normalizer)
 
 
 class ResidualTask(SupervisedTask):
@@ -112,50 +198,51 @@ class ResidualTask(SupervisedTask):
 
     The residual is normalized per channel by statistics of the training
     residuals; the training loss compares predicted and true residuals, the
-    score is the relative L2 error of ``G_1(a) + G_2(a)``.
+    score is the relative L2 error of ``G_1(a) + G_2(a)``. Built by the
+    ``specboost`` recipe, not by name.
     """
 
     def __init__(self, base: nn.Module, base_task: SupervisedTask, residual_normalizer: ChannelNormalizer,
-                 loss: str = "relative_l2"):
+                 loss: Objective | None = None):
         super().__init__(base_task.input_normalizer, residual_normalizer, loss)
         self.base, self.base_task = base, base_task
 
     @classmethod
     @torch.no_grad()
-    def fitted_on(cls, train: FieldDataset, base: nn.Module, base_task: SupervisedTask, device: torch.device,
-                  batch_size: int = 256) -> "ResidualTask":
+    def fitted_on(cls, train, base: nn.Module, base_task: SupervisedTask, device: torch.device,
+                  loss: Objective | None = None, batch_size: int = 256) -> "ResidualTask":
         base.eval()
+        moments = ChannelMoments()
+        for batch in train.batches(batch_size):
+            batch = batch.to(device)
+            moments.add((batch.targets - base_task.predict(base, batch)).cpu(), batch.mask)
+        return cls(base, base_task, moments.normalizer(), loss)
 
-        def residuals():
-            for inputs, targets in train.batches(batch_size):
-                yield targets - base_task.predict(base, inputs.to(device)).cpu()
-
-        return cls(base, base_task, ChannelNormalizer.fit_batches(residuals()))
-
-    def residual(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def residual(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The second model's residual prediction in physical units."""
-        return super().predict(model, inputs)
+        return super().predict(model, batch)
 
-    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            first = self.base_task.predict(self.base, inputs)
-        return first + self.residual(model, inputs)
+            first = self.base_task.predict(self.base, batch)
+        return first + self.residual(model, batch)
 
-    def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         with torch.no_grad():
-            remaining = targets - self.base_task.predict(self.base, inputs)
-        return get_loss(self.loss)(self.residual(model, inputs), remaining, reduction="none")
+            remaining = batch.targets - self.base_task.predict(self.base, batch)
+        return self.loss(self.residual(model, batch), batch.with_targets(batch.masked(remaining)))
 
     def state(self) -> dict[str, torch.Tensor]:
         return self.output_normalizer.state("normalizer.residual")
 
     @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor], base: nn.Module,
-                   base_task: SupervisedTask) -> "ResidualTask":
-        return cls(base, base_task, ChannelNormalizer.from_state(tensors, "normalizer.residual"))
+    def from_state(cls, tensors: dict[str, torch.Tensor], base: nn.Module, base_task: SupervisedTask,
+                   loss: Objective | None = None) -> "ResidualTask":
+        return cls(base, base_task, ChannelNormalizer.from_state(tensors, "normalizer.residual"), loss)
 
 
-class RecurrentTask(SupervisedTask):
+@register_task("recurrent")
+class RecurrentTask(Task):
     """Autoregressive time stepping: ``model: (b, k*C, *grid) -> (b, C, *grid)``, the next snapshot from the last k.
 
     ``predict`` rolls the model out for T steps from the k input snapshots, feeding its own
@@ -164,40 +251,48 @@ class RecurrentTask(SupervisedTask):
     predictions are fed back as inputs, so inputs and outputs share one scale.
     """
 
-    def __init__(self, steps_out: int, channels_per_step: int, loss: str = "relative_l2"):
-        super().__init__(None, None, loss)
+    def __init__(self, steps_out: int, channels_per_step: int, loss: Objective | None = None):
+        super().__init__(loss)
         self.steps_out, self.channels_per_step = steps_out, channels_per_step
 
-    @classmethod
-    def fitted_on(cls, *args, **kwargs):
-        raise TypeError("RecurrentTask fits nothing (no normalizers); construct it with RecurrentTask(steps_out, "
-                        "channels_per_step)")
+    @staticmethod
+    def model_channels(config, channels) -> tuple[int, int]:
+        return channels[0], _steps(config, channels)[0]
 
-    def per_sample_loss(self, model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    @classmethod
+    def from_config(cls, config, train, loss: Objective | None = None) -> "RecurrentTask":
+        if config.data.normalize_inputs or config.data.normalize_outputs:
+            raise ConfigError("train.task recurrent feeds its predictions back as inputs and normalizes nothing: set "
+                              "data.normalize_inputs and data.normalize_outputs to false")
+        per_step, steps_out = _steps(config, train.channels)
+        return cls(steps_out, per_step, loss)
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], config=None, loss: Objective | None = None):
+        return cls(int(tensors["task.steps_out"]), int(tensors["task.channels_per_step"]), loss)
+
+    def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """``(batch,)``: the sum over the T steps of each step's loss, the FNO paper's FNO-2D objective.
 
         Scores (``per_sample_error``) stay the relative L2 error of the whole trajectory.
         """
-        loss, c = get_loss(self.loss), self.channels_per_step
-        predicted = self.predict(model, inputs)
-        return sum(loss(predicted[:, t * c:(t + 1) * c], targets[:, t * c:(t + 1) * c], reduction="none")
+        c, predicted = self.channels_per_step, self.predict(model, batch)
+        return sum(self.loss(predicted[:, t * c:(t + 1) * c], batch.with_targets(batch.targets[:, t * c:(t + 1) * c]))
                    for t in range(self.steps_out))
 
-    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        window, snapshots = inputs, []
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        window, snapshots = batch.inputs, []
         for _ in range(self.steps_out):
             snapshots.append(model(window))
             window = torch.cat([window[:, self.channels_per_step:], snapshots[-1]], dim=1)
         return torch.cat(snapshots, dim=1)
 
     def state(self) -> dict[str, torch.Tensor]:
-        return {"task.steps_out": torch.tensor(self.steps_out), "task.channels_per_step": torch.tensor(self.channels_per_step)}
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor]) -> "RecurrentTask":
-        return cls(int(tensors["task.steps_out"]), int(tensors["task.channels_per_step"]))
+        return {"task.steps_out": torch.tensor(self.steps_out),
+                "task.channels_per_step": torch.tensor(self.channels_per_step)}
 
 
+@register_task("space_time")
 class SpaceTimeTask(SupervisedTask):
     """A space-time operator: ``model: (b, k*C, *grid, T) -> (b, C, *grid, T)``, a (d+1)-dimensional model.
 
@@ -206,30 +301,42 @@ class SpaceTimeTask(SupervisedTask):
     apart); the model's output is returned as ``(b, T*C, *grid)`` and decoded per channel.
     """
 
-    def __init__(self, input_normalizer, output_normalizer, steps_out: int, loss: str = "relative_l2"):
+    geometries = frozenset({"grid"})
+
+    def __init__(self, input_normalizer, output_normalizer, steps_out: int, loss: Objective | None = None):
         super().__init__(input_normalizer, output_normalizer, loss)
         self.steps_out = steps_out
 
+    @staticmethod
+    def model_channels(config, channels) -> tuple[int, int]:
+        return channels[0], _steps(config, channels)[0]
+
     @classmethod
-    def fitted_on(cls, train: FieldDataset, steps_out: int, normalize_inputs: bool = True,
-                  normalize_outputs: bool = True) -> "SpaceTimeTask":
-        plain = SupervisedTask.fitted_on(train, normalize_inputs, normalize_outputs)
-        return cls(plain.input_normalizer, plain.output_normalizer, steps_out)
+    def from_config(cls, config, train, loss: Objective | None = None) -> "SpaceTimeTask":
+        _, steps_out = _steps(config, train.channels)
+        modes, dim = config.model.hyperparameters().get("modes"), len(train.shape)
+        if modes is not None and len(modes) != dim + 1:
+            raise ConfigError(f"train.task space_time adds a time axis: model.modes needs {dim + 1} entries for "
+                              f"{dim}-D data, got {list(modes)}")
+        if config.model.hyperparameters().get("grid") is False:
+            raise ConfigError("train.task space_time needs model.grid: true (the time coordinate tells the repeated "
+                              "input snapshots apart)")
+        normalizers = fit_normalizers(train, config.data.normalize_inputs, config.data.normalize_outputs)
+        return cls(*normalizers, steps_out, loss)
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, torch.Tensor], config=None, loss: Objective | None = None):
+        return cls(_normalizer_from_state(tensors, "inputs"), _normalizer_from_state(tensors, "outputs"),
+                   int(tensors["task.steps_out"]), loss)
 
     def model_grid(self, resolution) -> tuple[int, ...]:
         return (*resolution, self.steps_out)
 
-    def predict(self, model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-        if self.input_normalizer is not None:
-            inputs = self.input_normalizer.encode(inputs)
+    def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
+        inputs = self.encode(batch)
         outputs = model(inputs[..., None].expand(*inputs.shape, self.steps_out))  # (b, C, *grid, T)
         outputs = outputs.movedim(-1, 1).flatten(1, 2)  # (b, T*C, *grid), time-major like the targets
-        return self.output_normalizer.decode(outputs) if self.output_normalizer is not None else outputs
+        return self.decode(outputs)
 
     def state(self) -> dict[str, torch.Tensor]:
         return {**super().state(), "task.steps_out": torch.tensor(self.steps_out)}
-
-    @classmethod
-    def from_state(cls, tensors: dict[str, torch.Tensor]) -> "SpaceTimeTask":
-        plain = SupervisedTask.from_state(tensors)
-        return cls(plain.input_normalizer, plain.output_normalizer, int(tensors["task.steps_out"]))

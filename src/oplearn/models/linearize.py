@@ -31,25 +31,31 @@ from torch import nn
 from torch.func import functional_call, jvp
 
 from oplearn.errors import ConfigError
+from oplearn.models.operator import Operator
 
 
-class Linearized(nn.Module):
-    """``f_lin(x; theta) = f(x; theta_0) + J(x; theta_0)(theta - theta_0)`` for a module ``f``.
+class Linearized(Operator):
+    """``f_lin(x; theta) = f(x; theta_0) + J(x; theta_0)(theta - theta_0)`` for an operator ``f``.
 
     Two copies of the network: ``base`` holds ``theta_0`` (frozen, never
     trained) and ``model`` holds ``theta`` (trainable, starting at
     ``theta_0``). Only ``model``'s parameters require grad, so the normal
-    trainer, checkpoints and optimizers see an ordinary module; after
-    training, ``model`` carries the tangent-space weights, e.g. for a
+    trainer, checkpoints and optimizers see an ordinary operator whose
+    contract (optimizer groups, geometries, forward arguments) is ``f``'s;
+    after training, ``model`` carries the tangent-space weights, e.g. for a
     :class:`TaskVector`. Buffers are taken from ``base``.
 
     Shapes: whatever ``f`` takes and returns (one tensor input, one tensor output).
     """
 
-    def __init__(self, model: nn.Module):
-        super().__init__()
+    def __init__(self, model: Operator):
+        if not isinstance(model, Operator):
+            raise ConfigError(f"linearize takes an oplearn Operator (a model from oplearn.models), "
+                              f"got a {type(model).__name__}")
         if not any(True for _ in model.parameters()):
             raise ConfigError("linearize needs a model with parameters; this one has none")
+        super().__init__(model.in_channels, model.out_channels)
+        self.geometries = model.geometries
         self.base = copy.deepcopy(model)
         for parameter in self.base.parameters():
             parameter.requires_grad_(False)
@@ -62,24 +68,25 @@ class Linearized(nn.Module):
         base = dict(self.base.named_parameters())
         return {name: theta - base[name] for name, theta in self.model.named_parameters()}
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, **arguments) -> torch.Tensor:
         primals = {name: p.detach() for name, p in self.base.named_parameters()}
         buffers = dict(self.base.named_buffers())
 
         def at(params):
-            return functional_call(self.base, (params, buffers), (x,))
+            return functional_call(self.base, (params, buffers), (x,), arguments)
 
         value, derivative = jvp(at, (primals,), (self.displacement(),))
         return value + derivative
 
     def optimizer_groups(self, lr: float) -> list[dict]:
-        """The inner model's parameter groups (muP learning-rate scaling) when it has them."""
-        if hasattr(self.model, "optimizer_groups"):
-            return self.model.optimizer_groups(lr)
-        return [{"params": [p for p in self.model.parameters() if p.requires_grad], "lr": lr}]
+        """The inner model's parameter groups (with its muP learning rates, if any)."""
+        return self.model.optimizer_groups(lr)
+
+    def refine(self, resolution) -> dict:
+        raise ConfigError("stage.recipe refine needs a single-model base run; a linearized model cannot be refined")
 
 
-def linearize(model: nn.Module) -> Linearized:
+def linearize(model: Operator) -> Linearized:
     """The first-order Taylor model of ``model`` around its current weights (see :class:`Linearized`).
 
     ``model`` itself is not changed; the result starts equal to it (``f_lin = f`` at ``theta_0``).

@@ -5,7 +5,8 @@ import math
 import pytest
 import torch
 
-from oplearn.analysis.width import coord_check, param_groups, plot_coord_check
+from oplearn.models.width import coord_check, param_groups
+from oplearn.plot import plot_coord_check
 from oplearn.errors import ConfigError
 from oplearn.models import build
 from oplearn.train import fit

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from oplearn.analysis.kernels import relative_drift
+from oplearn.analysis.ntk import empirical_ntk
 from oplearn.errors import ConfigError
 from oplearn.train.trainer import Callback
 
@@ -46,8 +47,6 @@ class NTKDrift(Callback):
 
     def kernel(self, model: nn.Module) -> torch.Tensor:
         """``(B, B)`` trace NTK of ``model`` on the probe batch (computed in eval mode)."""
-        from oplearn.analysis.ntk import empirical_ntk
-
         device = next(model.parameters()).device
         was_training = model.training
         model.eval()

@@ -8,9 +8,9 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from oplearn.analysis.linearize import Linearized, TaskVector, linearize
 from oplearn.errors import ConfigError
-from oplearn.models import build
+from oplearn.models import Operator, build
+from oplearn.models.linearize import Linearized, TaskVector, linearize
 from oplearn.train import fit
 from oplearn.train.checkpoint import Checkpoint
 from oplearn.train.evaluation import evaluate_run
@@ -23,9 +23,20 @@ def small_fno(seed=0, dtype=torch.float64):
                  projection_channels=10).to(dtype)
 
 
+class TanhGELUNet(Operator):
+    """An unregistered operator around a plain network of mixed activations: ``(batch, 5) -> (batch, 3)``."""
+
+    def __init__(self):
+        super().__init__(5, 3)
+        self.net = nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 3))
+
+    def forward(self, x):
+        return self.net(x)
+
+
 def small_mlp(seed=0):
     torch.manual_seed(seed)
-    return nn.Sequential(nn.Linear(5, 16), nn.Tanh(), nn.Linear(16, 16), nn.GELU(), nn.Linear(16, 3)).double()
+    return TanhGELUNet().double()
 
 
 def shifted(model, direction, step):

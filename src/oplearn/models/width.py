@@ -1,4 +1,4 @@
-"""Width scaling: the maximal-update parameterization (muP) and coordinate checks.
+"""Width scaling: the maximal-update parameterization (muP) and coordinate checks (plots: ``oplearn.plot``).
 
 Under the standard parameterization (SP) the best Adam learning rate falls as
 a network widens, because one step moves every output coordinate by an
@@ -35,8 +35,8 @@ fixed fans and keeps its SP init and the base learning rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -44,6 +44,9 @@ from torch import nn
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.layers.spectral import SpectralConv
+
+if TYPE_CHECKING:
+    from oplearn.models.operator import Operator
 
 PARAMETERIZATIONS = ("standard", "mup")
 # Per weight type: (fan_in axis, fan_out axis, does the SP init variance also divide by fan_out?)
@@ -91,8 +94,8 @@ def apply_mup(model: nn.Module, base: nn.Module) -> nn.Module:
     """Rescale ``model``'s standard init to muP and record per-parameter learning-rate factors.
 
     ``base`` is the same architecture at the base width (build it on the meta
-    device: only shapes are read). Sets ``model.mup_roles`` and
-    ``model.mup_lr_scale`` (name -> role / factor), read by :func:`param_groups`.
+    device, e.g. :func:`mup_base`: only shapes are read). Sets ``model.mup_roles`` and
+    ``model.mup_lr_scale`` (name -> role / factor); the latter goes to :func:`param_groups`.
     """
     base_shapes = {name: p.shape for name, p in base.named_parameters()}
     roles, lr_scale = {}, {}
@@ -109,28 +112,35 @@ def apply_mup(model: nn.Module, base: nn.Module) -> nn.Module:
     return model
 
 
-def param_groups(model: nn.Module, lr: float) -> list[dict]:
-    """Adam parameter groups: ``lr`` times each parameter's muP factor (one group per factor, largest first).
+def mup_base(model: Operator) -> Operator:
+    """``model``'s architecture at its muP base width (default: the default ``width``) under the standard
+    parameterization, built on the meta device: the shapes :func:`apply_mup` compares with."""
+    width = model.hyper.base_width or type(model.hyper).model_fields["width"].default
+    with torch.device("meta"):
+        return type(model)(model.in_channels, model.out_channels, **{
+            **model.hyper.model_dump(), "width": width, "parameterization": "standard", "base_width": None})
 
-    A model without muP factors gives one group at ``lr``.
-    """
-    scales = getattr(model, "mup_lr_scale", {})
+
+def param_groups(model: nn.Module, lr: float, scales: Mapping[str, float] | None = None) -> list[dict]:
+    """Adam parameter groups: ``lr`` times each parameter's factor in ``scales`` (name -> factor, default 1),
+    one group per factor, largest first; without ``scales`` one group at ``lr``."""
+    scales = scales or {}
     groups: dict[float, list] = {}
     for name, param in model.named_parameters():
         groups.setdefault(scales.get(name, 1.0), []).append(param)
     return [{"params": params, "lr": lr * scale} for scale, params in sorted(groups.items(), reverse=True)]
 
 
-def coord_check(make_model: Callable[[int], nn.Module], widths: Sequence[int],
+def coord_check(make_model: Callable[[int], Operator], widths: Sequence[int],
                 data: tuple[torch.Tensor, torch.Tensor], steps: int = 4, lr: float = 1e-2,
                 layers: Sequence[str] | None = None, measure: str = "activation",
                 seed: int = 0) -> dict[int, dict[str, list[float]]]:
     """Mean ``|activation|`` (or ``|activation - activation at step 0|``) of each layer over the first
     Adam steps, for each width.
 
-    ``make_model(width)`` builds a model; ``data = (inputs, targets)`` is one
-    batch trained on with mean squared error and Adam (the model's
-    ``optimizer_groups(lr)`` when it has them). ``layers``: module names to
+    ``make_model(width)`` builds an operator; ``data = (inputs, targets)`` is one
+    batch trained on with mean squared error and Adam over the model's
+    ``optimizer_groups(lr)``. ``layers``: module names to
     watch (default: every leaf module with parameters); ``"output"`` is the
     model's output. ``measure``: "activation" (``mean |h_t|``) or "update"
     (``mean |h_t - h_0|``, what muP keeps of order one). Returns
@@ -166,8 +176,7 @@ def coord_check(make_model: Callable[[int], nn.Module], widths: Sequence[int],
 
         hooks = [modules[name].register_forward_hook(lambda _m, _i, out, name=name: note(name, out))
                  for name in names if name != "output"]
-        groups = model.optimizer_groups(lr) if hasattr(model, "optimizer_groups") else param_groups(model, lr)
-        optimizer = torch.optim.Adam(groups, lr=lr)
+        optimizer = torch.optim.Adam(model.optimizer_groups(lr), lr=lr)
         try:
             for _ in range(steps):
                 prediction = model(inputs)
@@ -182,30 +191,3 @@ def coord_check(make_model: Callable[[int], nn.Module], widths: Sequence[int],
         results[width] = record
     return results
 
-
-def plot_coord_check(results: dict[int, dict[str, list[float]]], path: str | Path, title: str = "",
-                     ylabel: str = "mean |activation|") -> Path:
-    """PNG with one panel per step: mean ``|activation|`` per layer against width (log-log)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    widths = sorted(results)
-    layers = list(results[widths[0]])
-    steps = len(results[widths[0]][layers[0]])
-    figure, axes = plt.subplots(1, steps, figsize=(3.2 * steps, 3.2), sharey=True, squeeze=False)
-    for step, axis in enumerate(axes[0]):
-        for layer in layers:
-            axis.plot(widths, [results[w][layer][step] for w in widths], marker="o", label=layer)
-        axis.set(xscale="log", yscale="log", xlabel="width", title=f"step {step}")
-    axes[0][0].set_ylabel(ylabel)
-    axes[0][-1].legend(fontsize=6, loc="best")
-    if title:
-        figure.suptitle(title)
-    figure.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
-    return path
