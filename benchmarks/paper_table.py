@@ -68,7 +68,7 @@ from oplearn.layers.padding import padding_points  # noqa: E402
 from oplearn.precision import autocast, tf32_matmuls  # noqa: E402
 from oplearn.reproduce import (PAPER_ERRORS, commit, hardware, paper_config, prepare_data,  # noqa: E402
                                 record_row, reproduce, table_line, training_seconds)
-from oplearn.train import distributed, recipes  # noqa: E402
+from oplearn.train import distributed  # noqa: E402
 from oplearn.data.sources import load_source  # noqa: E402
 from oplearn.train.objective import Objective  # noqa: E402
 from oplearn.train.task import get_task  # noqa: E402

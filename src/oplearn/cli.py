@@ -197,6 +197,8 @@ def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
     import torch
     from safetensors.torch import save_file
 
+    from oplearn.files import atomic_path
+
     from oplearn.analysis.kernels import kernel_summary, write_json
     from oplearn.plot import plot_kernel_spectrum
     from oplearn.analysis.ntk import empirical_ntk
@@ -251,9 +253,8 @@ def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
     summary = kernel_summary(kernel, targets=targets, residual=predictions - targets)
     summary = {"source": str(run), "fresh_model": is_config, "model": config.model.name, "data": str(data),
                "method": method, "dtype": dtype, "device": str(where), "kernel_seconds": seconds, **summary}
-    partial = files["kernel.safetensors"].with_name("kernel.partial.safetensors")
-    save_file({"kernel": kernel.detach().double().cpu().contiguous()}, str(partial))
-    partial.replace(files["kernel.safetensors"])
+    with atomic_path(files["kernel.safetensors"]) as scratch:
+        save_file({"kernel": kernel.detach().double().cpu().contiguous()}, str(scratch))
     plot_kernel_spectrum(torch.tensor(summary["eigenvalues"]), files["spectrum.png"],
                          f"trace NTK, {config.model.name}, n={n}")
     write_json(summary, files["ntk.json"])

@@ -3,7 +3,6 @@ muP coordinate checks, KAN edge functions. The only module that draws (matplotli
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -16,9 +15,18 @@ import torch  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from oplearn.analysis.spectrum import default_band_edges, energy_spectrum, error_spectrum  # noqa: E402
+from oplearn.files import atomic_path  # noqa: E402
 
 if TYPE_CHECKING:
     from oplearn.layers.kan import KANLinear
+
+
+def _save(figure, path: Path, dpi: int, close: bool = True) -> None:
+    """Write ``figure`` as a PNG atomically (a reader never sees half a file); close it in pyplot."""
+    with atomic_path(path, suffix=".png") as scratch:
+        figure.savefig(scratch, dpi=dpi)
+    if close:
+        plt.close(figure)
 
 
 def plot_prediction(inputs: np.ndarray, truth: np.ndarray, prediction: np.ndarray, path: str | Path,
@@ -29,7 +37,6 @@ def plot_prediction(inputs: np.ndarray, truth: np.ndarray, prediction: np.ndarra
     each is shown. 2-D grids are images, 1-D grids are curves.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     panels = [("input", inputs[0]), ("truth", truth[0]), ("prediction", prediction[0]),
               ("|error|", np.abs(prediction[0] - truth[0]))]
     figure, axes = plt.subplots(1, 4, figsize=(14, 3.4), constrained_layout=True)
@@ -45,15 +52,13 @@ def plot_prediction(inputs: np.ndarray, truth: np.ndarray, prediction: np.ndarra
         axis.set_title(label)
     if title:
         figure.suptitle(title)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path, 110)
     return path
 
 
 def plot_training_curve(metrics: list[dict], path: str | Path) -> Path:
     """Train loss and test relative L2 against epoch, log scale."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
     epochs = [m["epoch"] for m in metrics]
     axis.semilogy(epochs, [m["train_loss"] for m in metrics], label="train relative L2")
@@ -61,8 +66,7 @@ def plot_training_curve(metrics: list[dict], path: str | Path) -> Path:
     axis.set_xlabel("epoch")
     axis.legend()
     axis.grid(alpha=0.3)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path, 110)
     return path
 
 
@@ -77,7 +81,6 @@ def plot_spectrum(truth, prediction, path: str | Path, title: str = "") -> Path:
     low / mid / high band edges.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     figure, axis = plt.subplots(figsize=(5.5, 3.8), constrained_layout=True)
     curves = [("truth", energy_spectrum(truth), "-"), ("prediction", energy_spectrum(prediction), "--"),
               ("error", error_spectrum(prediction, truth), "-")]
@@ -93,15 +96,13 @@ def plot_spectrum(truth, prediction, path: str | Path, title: str = "") -> Path:
     axis.grid(alpha=0.3, which="both")
     if title:
         axis.set_title(title)
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+    _save(figure, path, 110)
     return path
 
 
 def plot_resolution_errors(points: list[tuple[int, float]], path: str | Path, title: str = "") -> Path:
     """Relative L2 test error against grid points per axis (the first point is the training grid)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     sizes, errors = zip(*sorted(points))
     figure, axis = plt.subplots(figsize=(5, 3.5))
     axis.plot(sizes, errors, "o-")
@@ -114,8 +115,7 @@ def plot_resolution_errors(points: list[tuple[int, float]], path: str | Path, ti
     axis.legend(loc="lower right")  # the errors sit high above the zero baseline: keep the points clear
     axis.set_title(title, fontsize=9)
     figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
+    _save(figure, path, 120)
     return path
 
 
@@ -132,10 +132,7 @@ def plot_kernel_spectrum(values: torch.Tensor, path: str | Path, title: str = ""
     axis.grid(alpha=0.3, which="both")
     if title:
         axis.set_title(title)
-    partial = path.with_name(path.name + ".partial.png")
-    figure.savefig(partial, dpi=110)
-    plt.close(figure)
-    os.replace(partial, path)
+    _save(figure, path, 110)
     return path
 
 
@@ -157,9 +154,7 @@ def plot_coord_check(results: dict[int, dict[str, list[float]]], path: str | Pat
         figure.suptitle(title)
     figure.tight_layout()
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=100)
-    plt.close(figure)
+    _save(figure, path, 100)
     return path
 
 
@@ -170,7 +165,6 @@ def plot_activations(layer: KANLinear, path: str | Path, max_side: int = 8, poin
     without one); pruned edges are grey and dashed. Returns the Figure (not kept by pyplot).
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     n_in, n_out = min(layer.in_features, max_side), min(layer.out_features, max_side)
     device, dtype = layer.coefficients.device, layer.coefficients.dtype
     bounds = layer.basis.grid_range() or (torch.full((layer.in_features,), -2.0), torch.full((layer.in_features,), 2.0))
@@ -189,5 +183,5 @@ def plot_activations(layer: KANLinear, path: str | Path, max_side: int = 8, poin
             axes[j, i].plot(x[:, i], phi[:, j, i], color="0.7" if pruned else "C0", ls="--" if pruned else "-")
             axes[j, i].set_title(f"{i}→{j}", fontsize=7)
             axes[j, i].tick_params(labelsize=6)
-    figure.savefig(path, dpi=90)
+    _save(figure, path, 90, close=False)
     return figure

@@ -7,7 +7,6 @@ and writes a run directory with figures and ``report.md``.
 
 from __future__ import annotations
 
-import json
 import platform
 import time
 from datetime import datetime

@@ -10,7 +10,7 @@ from oplearn.analysis import MemoryEstimate, memory_estimate
 from oplearn.analysis.memory import measured_cpu_peak
 from oplearn.errors import ShapeError
 from oplearn.losses import relative_lp_loss
-from oplearn.models import FNO, build
+from oplearn.models import build
 
 FLOAT = 4  # bytes
 

@@ -264,7 +264,8 @@ def test_describe(tmp_path):
     with writer(path, 5, resume=True) as w:
         w.append(batch(2, 5))
     text = describe(path)
-    assert "complete:  yes (5/5 samples)" in text
+    assert "complete:  yes (5/5 samples)" in text and "format:    oplearn v2" in text
+    assert "geometry:  grid 6x6 (nodes)" in text
     assert "(5, 1, 6, 6)" in text and "(5, 2, 6, 6)" in text and "float32" in text
     assert f"min={batch(0, 5)['inputs'].min():.4g}" in text
     assert '"alpha": 0.5' in text and "seed:      7" in text

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
 from oplearn.errors import DataError, ShapeError
+from oplearn.files import write_atomic
 
 
 def _square(kernel: torch.Tensor) -> torch.Tensor:
@@ -172,15 +172,7 @@ def kernel_summary(kernel: torch.Tensor, targets: torch.Tensor | None = None,
 
 def write_json(data: dict, path: str | Path) -> Path:
     """Write ``data`` as JSON atomically (beside, fsync, rename); non-finite numbers become strings."""
-    path = Path(path)
-    text = json.dumps(_stringify(data), indent=2, default=str, allow_nan=False)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
-    return path
+    return write_atomic(path, json.dumps(_stringify(data), indent=2, default=str, allow_nan=False))
 
 
 def _stringify(data):

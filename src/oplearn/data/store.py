@@ -371,9 +371,16 @@ def finite_float32(arr: np.ndarray, what: str) -> np.ndarray:
 
 # -- reading -------------------------------------------------------------------
 
+def _version(attrs) -> int | None:
+    try:
+        return int(attrs.get("oplearn_format"))
+    except (TypeError, ValueError):
+        return None
+
+
 def geometry_of(attrs) -> str:
     """The ``geometry`` of a file from its attributes; format 1 files are grids."""
-    value = attrs.get("geometry", "grid" if int(attrs.get("oplearn_format", 0)) == 1 else None)
+    value = attrs.get("geometry", "grid" if _version(attrs) == 1 else None)
     return value.decode() if isinstance(value, bytes) else value
 
 
@@ -382,7 +389,7 @@ def _format_problem(path: Path, a, allow_partial: bool) -> str | None:
     if "oplearn_format" not in a:
         return (f"{path} is an HDF5 file but not an oplearn dataset (no 'oplearn_format' "
                 "attribute); create it with `oplearn generate`")
-    if int(a["oplearn_format"]) not in READABLE_FORMATS:
+    if _version(a) not in READABLE_FORMATS:
         return (f"{path} uses dataset format {a['oplearn_format']}, but this oplearn reads formats "
                 f"{READABLE_FORMATS[0]} to {READABLE_FORMATS[-1]}; use a matching oplearn version "
                 "or regenerate the file")
@@ -431,7 +438,7 @@ def _refuse_ragged(path: Path, f: h5py.File) -> None:
 
 
 def open_dataset(path) -> h5py.File:
-    """Open a complete oplearn grid file (format 1 or 2) for reading, checked like :func:`read_dataset`; close it after use.
+    """Open a complete oplearn grid file (format 1 or 2), checked like :func:`read_dataset`; close it after use.
 
     Mesh and point-cloud files are refused with a DataError (use
     :class:`oplearn.data.ragged.RaggedReader`).

@@ -9,7 +9,6 @@ Files appear atomically: written beside, fsynced, renamed.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -18,6 +17,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from oplearn.errors import DataError
+from oplearn.files import atomic_path
 
 
 def _split_optimizer(state: dict) -> tuple[dict[str, torch.Tensor], dict]:
@@ -56,11 +56,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         meta["scheduler"] = scheduler.state_dict()
     for name, value in (extra or {}).items():
         tensors[f"extra.{name}"] = value.detach().contiguous().cpu()
-    partial = path.with_name(path.name + ".partial")
-    save_file(tensors, str(partial), metadata={"oplearn": json.dumps(meta)})
-    with open(partial, "rb") as handle:
-        os.fsync(handle.fileno())
-    os.replace(partial, path)
+    with atomic_path(path) as scratch:
+        save_file(tensors, str(scratch), metadata={"oplearn": json.dumps(meta)})
 
 
 class Checkpoint:
