@@ -68,12 +68,14 @@ def info(file):
     from oplearn.errors import DataError
 
     if file.is_dir():
-        if not (file / "config.yaml").is_file():
+        from oplearn.train.run_dir import RunDir
+
+        run = RunDir(file)
+        if not run.config.is_file():
             raise DataError(f"{file} is a directory but not a run directory (no config.yaml)")
-        click.echo((file / "config.yaml").read_text().rstrip())
-        for name in ("results.json",):
-            if (file / name).is_file():
-                click.echo(f"--- {name}\n{(file / name).read_text().rstrip()}")
+        click.echo(run.config.read_text().rstrip())
+        if run.results.is_file():
+            click.echo(f"--- {run.results.name}\n{run.results.read_text().rstrip()}")
         return
     if file.is_file() and not is_oplearn_file(file):  # a format we read but do not write
         from oplearn.data.formats import load_arrays

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from oplearn.data.dataset import ChannelNormalizer, FieldDataset
-from oplearn.data.store import DatasetWriter
+from oplearn.data.formats import convert
+from oplearn.data.writer import DatasetWriter
 from oplearn.errors import DataError
 from oplearn.train import fit
 from oplearn.train.checkpoint import Checkpoint
@@ -80,3 +81,15 @@ def test_training_from_disk_equals_training_from_memory(small_config, tmp_path):
     assert runs[True].keys() == runs[False].keys()
     for key in runs[True]:
         torch.testing.assert_close(runs[True][key], runs[False][key], rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("location, spacing", [("nodes", (1 / 5, 1 / 3)), ("cells", (1 / 6, 1 / 4))])
+def test_batches_carry_the_grid_spacing_the_file_records(tmp_path, location, spacing):
+    path = tmp_path / f"{location}.h5"
+    with DatasetWriter(path, pde="test", params={}, seed=0, n_samples=2, grid_location=location,
+                       shapes={"inputs": (1, 6, 4), "outputs": (1, 6, 4)}) as writer:
+        writer.append({"inputs": np.ones((2, 1, 6, 4)), "outputs": np.ones((2, 1, 6, 4))})
+    for in_memory in (True, False):
+        data = FieldDataset.open(path, in_memory=in_memory)
+        assert data.location == location and data.batch([1]).spacing == pytest.approx(spacing)
+    assert FieldDataset.open(convert(path, tmp_path / "converted.h5")).location == location  # kept by convert

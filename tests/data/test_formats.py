@@ -15,7 +15,8 @@ import torch
 from oplearn.data.formats import convert, load_arrays, read_neuraloperator
 from oplearn.data.matlab import read_fno_mat
 from oplearn.data.pdebench import read_pdebench
-from oplearn.data.store import DatasetWriter, partial_path, read_dataset
+from oplearn.data.store import partial_path, read_dataset
+from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError, DataError
 
 # The shared data sits beside the repository checkout (CI may check it out elsewhere).

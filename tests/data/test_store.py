@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 import oplearn
-from oplearn.data.store import DatasetWriter, describe, partial_path, read_dataset
+from oplearn.data.store import describe, partial_path, read_dataset
+from oplearn.data.writer import DatasetWriter
 from oplearn.errors import DataError
 
 SHAPES = {"inputs": (1, 6, 6), "outputs": (2, 6, 6)}
@@ -81,7 +82,7 @@ def test_time_dependent_with_extra(tmp_path):
 CHILD = textwrap.dedent("""
     import time
     import numpy as np
-    from oplearn.data.store import DatasetWriter
+    from oplearn.data.writer import DatasetWriter
     shapes = {shapes!r}
     with DatasetWriter({path!r}, pde="darcy", params={params!r}, seed=7, n_samples={n},
                        shapes=shapes, resume=True) as w:

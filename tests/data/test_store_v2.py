@@ -18,8 +18,9 @@ import oplearn
 from oplearn.cli import main
 from oplearn.data.dataset import FieldDataset
 from oplearn.data.ragged import RaggedDatasetWriter, RaggedReader, read_ragged
-from oplearn.data.store import (DatasetWriter, describe, is_oplearn_file, open_dataset, partial_path,
-                                read_attributes, read_dataset)
+from oplearn.data.store import (describe, is_oplearn_file, open_dataset, partial_path, read_attributes,
+                                read_dataset)
+from oplearn.data.writer import DatasetWriter
 from oplearn.errors import DataError
 
 SIZES = (7, 4, 11, 5, 9, 6)

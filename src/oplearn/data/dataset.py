@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from oplearn.data.batch import Batch
+from oplearn.data.geometry import Grid
 from oplearn.errors import DataError
 
 IN_MEMORY_BYTES = 2 * 2**30  # larger selections are read from the file batch by batch
@@ -46,10 +47,13 @@ class FieldDataset:
     ``batch(indices)`` returns a :class:`~oplearn.data.batch.Batch` of float32
     tensors for any index list; ``len``, ``resolution`` (the grid ``S``, also
     ``shape``) and ``channels`` (``(C_in, C_out)``) describe it without reading
-    samples.
+    samples. ``location`` says where the grid's points are (``"nodes"`` i/(n-1), or
+    ``"cells"`` (i+1/2)/n, as the file's ``grid_location`` records; see
+    :class:`~oplearn.data.geometry.Grid`); it sets the batches' ``spacing``.
     """
 
     kind = "grid"
+    location = "nodes"
 
     def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str = "data"):
         self.name = name
@@ -86,16 +90,22 @@ class FieldDataset:
         otherwise; other formats are always loaded (``oplearn convert`` them).
         """
         from oplearn.data.formats import load_arrays
-        from oplearn.data.store import is_oplearn_file
+        from oplearn.data.store import is_oplearn_file, read_attributes
 
         path, name = Path(path), name or str(path)
-        if in_memory is not True and is_oplearn_file(path):
-            lazy = _LazyPairs(path, name, n, input_steps, output_steps)
-            if in_memory is False or lazy.bytes > IN_MEMORY_BYTES:
-                dataset = cls.__new__(cls)
-                dataset.name, dataset._pairs = name, lazy
-                return dataset
-        return cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
+        if is_oplearn_file(path):
+            location = read_attributes(path).get("grid_location", "nodes")
+            if in_memory is not True:
+                lazy = _LazyPairs(path, name, n, input_steps, output_steps)
+                if in_memory is False or lazy.bytes > IN_MEMORY_BYTES:
+                    dataset = cls.__new__(cls)
+                    dataset.name, dataset._pairs, dataset.location = name, lazy, location
+                    return dataset
+        else:
+            location = "nodes"
+        dataset = cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
+        dataset.location = location
+        return dataset
 
     def __len__(self) -> int:
         return self._pairs.length
@@ -120,10 +130,10 @@ class FieldDataset:
     def batch(self, indices) -> Batch:
         """Inputs ``(B, C_in, *S)`` and targets ``(B, C_out, *S)`` for sample ``indices`` (a list or tensor).
 
-        The grid is uniform on ``[0, 1]^d`` with both ends: ``spacing`` is ``1 / (n - 1)`` per axis.
+        ``spacing`` is the grid step per axis: ``1 / (n - 1)`` on nodes, ``1 / n`` on cells.
         """
         inputs, outputs = self._pairs.read(indices)
-        return Batch(inputs, outputs, spacing=tuple(1.0 / max(n - 1, 1) for n in self.resolution))
+        return Batch(inputs, outputs, spacing=Grid(self.resolution, self.location).spacing)
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """All samples in order, ``batch_size`` at a time."""

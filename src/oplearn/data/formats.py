@@ -22,7 +22,8 @@ import h5py
 from oplearn.data.arrays import checked_float32
 from oplearn.data.matlab import read_fno_mat
 from oplearn.data.pdebench import read_pdebench
-from oplearn.data.store import DatasetWriter, partial_path, read_dataset
+from oplearn.data.store import partial_path, read_dataset
+from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError, DataError
 
 SUPPORTED_SUFFIXES = {
@@ -172,7 +173,8 @@ def convert(source, destination, overwrite: bool = False, **keys) -> Path:
     pde, params, seed = _provenance(source, data["attrs"])
     writer = DatasetWriter(destination, pde=pde, params=params, seed=seed, n_samples=n_samples,
                            shapes={name: a.shape[1:] for name, a in per_sample.items()},
-                           extra=extra, overwrite=overwrite)
+                           extra=extra, overwrite=overwrite,
+                           grid_location=data["attrs"].get("grid_location", "nodes"))
     try:
         for start in range(0, n_samples, _WRITE_BLOCK):
             writer.append({name: a[start:start + _WRITE_BLOCK] for name, a in per_sample.items()})

@@ -18,7 +18,7 @@ import torch
 from tqdm.auto import tqdm
 
 from oplearn.data.pdes import get_pde
-from oplearn.data.store import DatasetWriter
+from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError
 
 

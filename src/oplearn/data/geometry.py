@@ -147,26 +147,16 @@ class PointCloud:
 
 
 @dataclass(frozen=True, eq=False)
-class Mesh:
+class Mesh(PointCloud):
     """An unstructured mesh of one cell type: ``points`` (N, d) float64, ``cells`` (M, k) int64."""
 
-    points: np.ndarray
     cells: np.ndarray
     cell_type: str
     kind: ClassVar[str] = "mesh"
 
     def __post_init__(self):
-        points = checked_points(self.points)
-        object.__setattr__(self, "points", points)
-        object.__setattr__(self, "cells", checked_cells(self.cells, self.cell_type, *points.shape))
-
-    @property
-    def dim(self) -> int:
-        return self.points.shape[1]
-
-    @property
-    def n_points(self) -> int:
-        return self.points.shape[0]
+        super().__post_init__()
+        object.__setattr__(self, "cells", checked_cells(self.cells, self.cell_type, *self.points.shape))
 
     @property
     def n_cells(self) -> int:

@@ -19,7 +19,7 @@ hexahedron). Datasets:
   (0..N_i-1), and ``cell_offsets`` (n_samples + 1,) int64 likewise;
 * ``extra`` arrays written once at creation (e.g. ``times``), as in grid files.
 
-Writing follows :class:`oplearn.data.store.DatasetWriter`: ``<path>.partial``,
+Writing follows :class:`oplearn.data.writer.DatasetWriter`: ``<path>.partial``,
 ``n_done`` advanced only after the data is flushed, an atomic rename when
 finished. The per-point and per-cell datasets are chunked and resizable;
 they grow ahead of the data (by a quarter at least, whole chunks, storage
@@ -44,16 +44,8 @@ import h5py
 import numpy as np
 
 from oplearn.data.geometry import CELL_TYPES, Mesh, PointCloud
-from oplearn.data.store import (
-    _CHUNK_BYTES,
-    PartialFileWriter,
-    _decode_attrs,
-    _open,
-    dataset_line,
-    early_dcpl,
-    finite_float32,
-    reading,
-)
+from oplearn.data.store import _decode_attrs, _open, dataset_line, reading
+from oplearn.data.writer import _CHUNK_BYTES, PartialFileWriter, early_dcpl, finite_float32
 from oplearn.errors import DataError
 
 RAGGED_GEOMETRIES = ("mesh", "points")
@@ -81,7 +73,7 @@ def _check_channels(channels) -> dict[str, int]:
 def _check_geometry(geometry: str, dim, cell_type) -> None:
     if geometry not in RAGGED_GEOMETRIES:
         raise DataError(f"RaggedDatasetWriter writes geometry 'mesh' or 'points', not {geometry!r}; "
-                        "write grid samples with oplearn.data.store.DatasetWriter")
+                        "write grid samples with oplearn.data.writer.DatasetWriter")
     if not isinstance(dim, (int, np.integer)) or isinstance(dim, bool) or dim < 1:
         raise DataError(f"dim must be a whole number >= 1 (coordinates per point), got {dim!r}")
     if geometry == "points" and cell_type is not None:
@@ -108,7 +100,7 @@ class RaggedDatasetWriter(PartialFileWriter):
     ``channels`` maps each channel group to its channel count, e.g.
     ``{"inputs": 1, "outputs": 1}``; ``dim`` is d; ``cell_type`` names the
     mesh cells (None for point clouds). Same guarantees and ``with`` block as
-    :class:`oplearn.data.store.DatasetWriter`; a resume must match every
+    :class:`oplearn.data.writer.DatasetWriter`; a resume must match every
     setting, and a differing one is named.
     """
 

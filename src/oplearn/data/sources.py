@@ -17,7 +17,8 @@ from oplearn.data.dataset import FieldDataset
 from oplearn.data.generate import generate
 from oplearn.data.pdes import get_pde
 from oplearn.data.point_dataset import PointDataset
-from oplearn.data.store import differing_settings, is_oplearn_file, params_json, read_attributes
+from oplearn.data.store import is_oplearn_file, read_attributes
+from oplearn.data.writer import differing_settings, params_json
 from oplearn.errors import DataError
 
 
