@@ -16,7 +16,7 @@ import torch
 
 from oplearn.losses import relative_lp_loss
 from oplearn.models import build
-from oplearn.train.distributed import resolve_device
+from oplearn.devices import resolve_device
 
 
 def main() -> None:

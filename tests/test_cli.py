@@ -48,7 +48,7 @@ def test_user_errors_are_one_line_with_status_2(capsys, tmp_path, small_config, 
                       "--out", tmp_path / "x.h5")
     assert_user_error(capsys, "tau", "generate", "darcy", "--n", 2, "--resolution", 16, "--param", "tau=-1",
                       "--out", tmp_path / "x.h5")
-    assert_user_error(capsys, "--n must be at least 1", "generate", "darcy", "--n", 0, "--resolution", 16,
+    assert_user_error(capsys, "--n.*0 is not in the range x>=1", "generate", "darcy", "--n", 0, "--resolution", 16,
                       "--out", tmp_path / "x.h5")
     assert not (tmp_path / "x.h5").exists()
     assert_user_error(capsys, "does not exist", "info", tmp_path / "missing.h5")

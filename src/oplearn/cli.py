@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import click
@@ -31,29 +32,30 @@ def quickstart(fast, out, data_dir):
 
 @cli.command()
 @click.argument("pde")
-@click.option("--n", "n", type=int, required=True, help="Number of samples.")
-@click.option("--resolution", type=int, required=True, help="Grid points per axis.")
+@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of samples.")
+@click.option("--resolution", type=click.IntRange(min=1), required=True, help="Grid points per axis.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output file (default PDE_N_R.h5).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="PDE parameter, e.g. --param tau=3.")
 @click.option("--device", default="cpu", show_default=True, help="Where to solve: cpu, cuda, cuda:1 or auto.")
-@click.option("--batch", type=int, default=1, show_default=True, help="Samples solved together in one call.")
-@click.option("--workers", type=int, default=None, help="Solver processes on CPU (default: all cores).")
+@click.option("--batch", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Samples solved together in one call.")
+@click.option("--workers", type=click.IntRange(min=1), default=None,
+              help="Solver processes on CPU (default: all cores).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def generate(pde, n, resolution, seed, out, params, device, batch, workers, resume, overwrite):
     """Solve PDE for N random inputs and write an HDF5 dataset."""
-    import yaml
-
     from oplearn.data import generate as run_generate
     from oplearn.errors import ConfigError
+    from oplearn.train.config import parse_value
 
     values = {}
     for item in params:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(f"--param expects KEY=VALUE, got '{item}'")
-        values[key] = yaml.safe_load(value)
+        values[key] = parse_value("--param", item, value)
     out = out or Path(f"{pde}_{n}_{resolution}.h5")
     path = run_generate(pde, n, resolution, seed=seed, out=out, params=values, device=device,
                         batch=batch, workers=workers, resume=resume, overwrite=overwrite)
@@ -151,12 +153,23 @@ def reproduce(row, overrides, out, results_file, resume, overwrite):
 @cli.command(name="eval")
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), default=None, help="Dataset file to test on.")
-@click.option("--resolution", type=int, default=None, help="Generate the run's test set at this resolution.")
+@click.option("--resolution", type=click.IntRange(min=1), default=None, help="Generate the run's test set at this resolution.")
+@click.option("--queries", type=click.Path(path_type=Path), default=None,
+              help="Predict at these points instead: a .npy (Q, d) array or a .npz with 'points' (DeepONet family).")
 @click.option("--device", default="auto", show_default=True)
-def evaluate(run, data, resolution, device):
+def evaluate(run, data, resolution, queries, device):
     """Evaluate a trained run: metrics JSON and figures."""
-    from oplearn.train.evaluation import evaluate_run
+    from oplearn.train.evaluation import evaluate_run, predict_at_queries
 
+    if queries is not None:
+        if resolution is not None:
+            from oplearn.errors import ConfigError
+
+            raise ConfigError("give either --queries or --resolution, not both")
+        entry = predict_at_queries(run, queries, data=data, device=device)
+        click.echo(f"queries: {entry['samples']} samples at {entry['points']} points -> {entry['file']}"
+                   + (f", {entry['figure']}" if "figure" in entry else ""))
+        return
     results = evaluate_run(run, data=data, resolution=resolution, device=device)
     for name, entry in results.items():
         line = f"{name}: relative L2 {entry['rel_l2']:.4f} {_where(entry)} ({entry['samples']} samples"
@@ -174,10 +187,10 @@ def evaluate(run, data, resolution, device):
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), required=True,
               help="Dataset file; its first N inputs are the kernel's points.")
-@click.option("--n", "n", type=int, default=256, show_default=True, help="Number of inputs.")
+@click.option("--n", "n", type=click.IntRange(min=1), default=256, show_default=True, help="Number of inputs.")
 @click.option("--method", type=click.Choice(["auto", "jacobian", "vjp", "structured"]), default="auto",
               show_default=True, help="How empirical_ntk computes the kernel.")
-@click.option("--chunk", type=int, default=None, help="Inputs per block, to bound memory.")
+@click.option("--chunk", type=click.IntRange(min=1), default=None, help="Inputs per block, to bound memory.")
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float64", show_default=True)
 @click.option("--set", "overrides", multiple=True, metavar="KEY=VALUE",
               help="With a CONFIG.yaml instead of a run: override a config field.")
@@ -207,7 +220,7 @@ def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
     from oplearn.data.dataset import FieldDataset
     from oplearn.errors import ConfigError, DataError, ShapeError
     from oplearn.train import load_config
-    from oplearn.train.distributed import resolve_device
+    from oplearn.devices import resolve_device
     from oplearn.train.recipes import load_run, setup
     from oplearn.train.task import ResidualTask
 
@@ -267,19 +280,39 @@ def ntk(run, data, n, method, chunk, dtype, overrides, device, out, overwrite):
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors print one line and exit with status 2."""
-    try:
-        cli.main(args=argv, standalone_mode=False)
-    except OplearnError as error:
-        click.echo(f"error: {error}", err=True)
-        return 2
-    except click.exceptions.Abort:
-        click.echo("aborted", err=True)
-        return 130
-    except click.ClickException as error:
-        error.show()
-        return 2
+    """Entry point: user errors and environment faults print one ``error:`` line and exit with status 2."""
+    with warnings.catch_warnings():
+        warnings.showwarning = _one_line_warning
+        try:
+            cli.main(args=argv, prog_name="oplearn", standalone_mode=False)
+        except OplearnError as error:
+            return _fail(str(error))
+        except click.exceptions.Abort:
+            click.echo("aborted", err=True)
+            return 130
+        except click.UsageError as error:
+            command = error.ctx.command_path if error.ctx is not None else "oplearn"
+            return _fail(f"{error.format_message()} (see '{command} --help')")
+        except click.ClickException as error:
+            return _fail(error.format_message())
+        except OSError as error:  # the environment: a read-only or full disk, a path through a file, ...
+            return _fail(_os_problem(error))
     return 0
+
+
+def _fail(message: str) -> int:
+    click.echo(f"error: {' '.join(message.split())}", err=True)
+    return 2
+
+
+def _os_problem(error: OSError) -> str:
+    where = f"{error.filename}: " if error.filename else ""
+    what = error.strerror or str(error) or type(error).__name__
+    return f"{where}{what}; check that the folder exists and is writable and that the disk has room"
+
+
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    click.echo(f"warning: {message}", err=True)
 
 
 def run() -> None:

@@ -185,3 +185,31 @@ def plot_activations(layer: KANLinear, path: str | Path, max_side: int = 8, poin
             axes[j, i].tick_params(labelsize=6)
     _save(figure, path, 90, close=False)
     return figure
+
+
+def plot_queries(truth: np.ndarray, points: np.ndarray, prediction: np.ndarray, path: str | Path,
+                 title: str = "") -> Path:
+    """One sample's prediction at query points beside the truth on its grid (first channel).
+
+    ``truth (C, *grid)`` on [0, 1]^d, ``points (Q, d)``, ``prediction (C, Q)``. 1-D: curves; 2-D: the
+    truth as an image and the queries as coloured dots on the same scale.
+    """
+    path = Path(path)
+    figure, axes = plt.subplots(1, 2 if points.shape[1] == 2 else 1, figsize=(10 if points.shape[1] == 2 else 6, 3.6),
+                                constrained_layout=True, squeeze=False)
+    if points.shape[1] == 1:
+        axis, order = axes[0, 0], np.argsort(points[:, 0])
+        axis.plot(np.linspace(0, 1, truth.shape[-1]), truth[0], label="truth (grid)")
+        axis.plot(points[order, 0], prediction[0, order], ".-", markersize=3, label="prediction (queries)")
+        axis.legend()
+    else:
+        limits = dict(vmin=min(truth[0].min(), prediction[0].min()), vmax=max(truth[0].max(), prediction[0].max()))
+        image = axes[0, 0].imshow(truth[0].T, origin="lower", extent=(0, 1, 0, 1), cmap="viridis", **limits)
+        axes[0, 0].set_title("truth (grid)")
+        axes[0, 1].scatter(points[:, 0], points[:, 1], c=prediction[0], s=6, cmap="viridis", **limits)
+        axes[0, 1].set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title="prediction (queries)")
+        figure.colorbar(image, ax=axes[0, 1], shrink=0.85)
+    if title:
+        figure.suptitle(title)
+    _save(figure, path, 110)
+    return path

@@ -161,7 +161,7 @@ def test_exists_requires_overwrite(tmp_path):
     write_all(path, 4)
     with pytest.raises(DataError, match="exists; pass --overwrite"):
         writer(path, 4)
-    with pytest.raises(DataError, match="exists; pass --overwrite"):
+    with pytest.raises(DataError, match="is complete: there is nothing to resume"):
         writer(path, 4, resume=True)
     with writer(path, 2, overwrite=True) as w:
         assert read_dataset(path)["attrs"]["n_samples"] == 4  # old file intact until finish

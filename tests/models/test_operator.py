@@ -3,6 +3,7 @@
 import pytest
 import torch
 
+from oplearn.data.dataset import FieldDataset
 from oplearn.errors import ConfigError
 from oplearn.models import FNO, MLP, MODELS, TFNO, Operator, build, register
 from oplearn.models.linearize import linearize
@@ -10,7 +11,8 @@ from oplearn.models.width import apply_mup
 
 # Smallest values of the hyperparameters that have no default, per model.
 REQUIRED = {"fno": {"modes": (4, 4)}, "tfno": {"modes": (4, 4)}, "gfno": {"modes": 4}}
-GRIDS = {"afno": (16, 16), "fno": (16, 16), "tfno": (16, 16), "gfno": (16, 16), "kan": (5,), "mlp": (5,)}
+GRIDS = {"afno": (16, 16), "fno": (16, 16), "tfno": (16, 16), "gfno": (16, 16), "kan": (5,), "mlp": (5,),
+         "deeponet": (16, 16), "pod_deeponet": (16, 16), "mionet": (16, 16)}
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -27,8 +29,9 @@ def test_every_model_is_an_operator_built_from_its_hyper_defaults(name):
     # The hyperparameters rebuild the same architecture.
     again = cls(2, 3, **model.hyper.model_dump())
     assert [p.shape for p in again.parameters()] == [p.shape for p in model.parameters()]
-    x = torch.rand(1, 2, *GRIDS[name]) * 2 - 1  # inside the KAN grid range
-    assert model(x).shape == (1, 3, *GRIDS[name])
+    x = torch.rand(70, 2, *GRIDS[name]) * 2 - 1  # inside the KAN grid range
+    model.fit_to_data(FieldDataset(x, torch.rand(70, 3, *GRIDS[name])))  # DeepONet's sensors, POD modes; else {}
+    assert model(x[:1]).shape == (1, 3, *GRIDS[name])
     groups = model.optimizer_groups(0.1)
     assert groups == [{"params": list(model.parameters()), "lr": 0.1}]
 
@@ -38,7 +41,7 @@ def test_build_rejects_unknown_and_mistyped_hyperparameters_in_one_line(name):
     with pytest.raises(ConfigError, match=f"unknown hyperparameter.*wdith.*for model '{name}'; it takes: ") as error:
         build(name, in_channels=1, out_channels=1, **REQUIRED.get(name, {}), wdith=3)
     assert len(str(error.value).splitlines()) == 1
-    field = "width" if "width" in MODELS[name].Hyper.model_fields else "widths"
+    field = next(f for f in ("width", "widths", "basis") if f in MODELS[name].Hyper.model_fields)
     with pytest.raises(ConfigError, match=f"model '{name}': {field}: ") as error:
         build(name, in_channels=1, out_channels=1, **REQUIRED.get(name, {}), **{field: "a"})
     assert len(str(error.value).splitlines()) == 1

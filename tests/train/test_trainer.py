@@ -59,7 +59,7 @@ def test_run_directory_is_not_overwritten_silently(small_config, tmp_path):
         fit(config, tmp_path / "run", progress=False)
     changed = copy.deepcopy(config)
     changed["model"]["width"] = 4
-    with pytest.raises(ConfigError, match="differs from the saved one"):
+    with pytest.raises(ConfigError, match=r"model\.width 8 \(now: 4\); only train.epochs may change"):
         fit(changed, tmp_path / "run", resume=True, progress=False)
     with pytest.raises(ConfigError, match="cannot resume"):
         fit(config, tmp_path / "fresh", resume=True, progress=False)

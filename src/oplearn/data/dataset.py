@@ -18,6 +18,7 @@ import torch
 
 from oplearn.data.batch import Batch
 from oplearn.data.geometry import Grid
+from oplearn.data.store import open_hdf5
 from oplearn.errors import DataError
 
 IN_MEMORY_BYTES = 2 * 2**30  # larger selections are read from the file batch by batch
@@ -194,7 +195,7 @@ class _LazyPairs:
         import os
 
         if self._handle is None or self._owner != os.getpid():  # h5py handles do not survive fork
-            self._handle, self._owner = h5py.File(self.path, "r"), os.getpid()
+            self._handle, self._owner = open_hdf5(self.path), os.getpid()
         return self._handle
 
     def read(self, indices) -> tuple[torch.Tensor, torch.Tensor]:

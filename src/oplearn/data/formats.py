@@ -15,14 +15,14 @@ any of them as an oplearn dataset file.
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-import h5py
 
 from oplearn.data.arrays import checked_float32
 from oplearn.data.matlab import read_fno_mat
 from oplearn.data.pdebench import read_pdebench
-from oplearn.data.store import partial_path, read_dataset
+from oplearn.data.store import open_hdf5, partial_path, read_dataset
 from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError, DataError
 
@@ -61,7 +61,9 @@ def read_neuraloperator(path) -> dict:
     if not path.is_file():
         raise DataError(f"{path} does not exist; check the path")
     try:
-        obj = torch.load(path, weights_only=True, map_location="cpu")
+        with warnings.catch_warnings():  # torch's own notes on unsafe pickles: our refusal below says it
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, weights_only=True, map_location="cpu")
     except Exception as exc:  # torch raises many types for bad or unsafe files
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         raise DataError(f"{path} cannot be loaded as a plain tensor file ({first}); "
@@ -97,12 +99,8 @@ def _read_hdf5(path: Path) -> dict:
     """An oplearn dataset (it carries ``oplearn_format``) or else a PDEBench file."""
     if not path.is_file():
         return read_dataset(path)  # its message covers missing and interrupted files
-    try:
-        with h5py.File(path, "r") as f:
-            ours = "oplearn_format" in f.attrs
-    except OSError as exc:
-        raise DataError(f"{path} is not a readable HDF5 file ({str(exc).splitlines()[0]}); "
-                        "it may be truncated or corrupt") from None
+    with open_hdf5(path) as f:
+        ours = "oplearn_format" in f.attrs
     return read_dataset(path) if ours else read_pdebench(path)
 
 

@@ -7,8 +7,14 @@ to exactly what an uninterrupted run writes (with the same ``batch``).
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import multiprocessing
 import os
+import signal
+import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from functools import partial
 from pathlib import Path
@@ -18,6 +24,7 @@ import torch
 from tqdm.auto import tqdm
 
 from oplearn.data.pdes import get_pde
+from oplearn.devices import resolve_device
 from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError
 
@@ -29,8 +36,27 @@ def _solve(pde, seed: int, resolution: int, device: str, indices: range) -> dict
     return pde.solve_batch(seed, indices, resolution, device)
 
 
-def _single_thread():
-    torch.set_num_threads(1)  # one solver per process; the processes share the cores
+def _worker_start(parent: int):
+    """In each solver process: one thread (the processes share the cores), and death with the parent."""
+    torch.set_num_threads(1)
+    _die_with_parent(parent)
+
+
+def _die_with_parent(parent: int) -> None:
+    """End this process when ``parent`` ends, even by SIGKILL: the kernel's parent-death signal on Linux,
+    and everywhere a watcher thread that polls the parent's pid."""
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG = 1
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
+
+    def watch():
+        while os.getppid() == parent:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True).start()
 
 
 def generate(
@@ -61,10 +87,9 @@ def generate(
         raise ConfigError(f"--n must be at least 1, got {n}")
     if batch < 1:
         raise ConfigError(f"--batch must be at least 1, got {batch}")
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"--device {device} asked for, but CUDA is not available here; use --device cpu")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"--workers must be at least 1, got {workers}")
+    device = str(resolve_device(device))
     problem = get_pde(pde, **(params or {}))
     shapes, extra = problem.shapes(resolution), problem.extra(resolution)
     workers = 1 if torch.device(device).type != "cpu" else (workers or os.cpu_count() or 1)
@@ -112,11 +137,16 @@ def _solve_all(solve, start: int, stop: int, batch: int, workers: int, progress:
                 yield indices.start, solve(indices)
                 bar.update(len(indices))
             return
-        with ProcessPoolExecutor(min(workers, len(batches)), mp_context=_process_context(),
-                                 initializer=_single_thread) as pool:
+        pool = ProcessPoolExecutor(min(workers, len(batches)), mp_context=_process_context(),
+                                   initializer=_worker_start, initargs=(os.getpid(),))
+        try:
             chunksize = max(1, len(batches) // (16 * workers))
             for indices, solved in zip(batches, pool.map(solve, batches, chunksize=chunksize)):
                 yield indices.start, solved
                 bar.update(len(indices))
+        except BaseException:  # Ctrl-C, a failed write: drop the queued work instead of finishing it
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise
+        pool.shutdown()
     finally:
         bar.close()

@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from oplearn.data.arrays import checked_float32
+from oplearn.data.store import open_hdf5
 from oplearn.errors import DataError
 
 # (what a user recognises, input variable, output variable); first present pair wins.
@@ -77,11 +78,7 @@ def _open_mat(path: Path) -> Iterator[tuple[str, dict, Callable[[str], np.ndarra
     if not path.is_file():
         raise DataError(f"{path} does not exist; check the path")
     if h5py.is_hdf5(path):
-        try:
-            f = h5py.File(path, "r")
-        except OSError as exc:
-            raise DataError(f"{path} is not a readable MATLAB v7.3 file ({_first_line(exc)}); "
-                            "it may be truncated or corrupt") from None
+        f = open_hdf5(path)
         with f:
             try:
                 shapes = {name: tuple(reversed(obj.shape)) for name, obj in f.items()

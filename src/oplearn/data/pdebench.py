@@ -26,6 +26,7 @@ import h5py
 import numpy as np
 
 from oplearn.data.arrays import checked_float32
+from oplearn.data.store import open_hdf5
 from oplearn.errors import DataError
 
 CFD_FIELDS = ("density", "pressure", "Vx", "Vy", "Vz")
@@ -161,11 +162,7 @@ def read_pdebench(path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path} does not exist; check the path")
-    try:
-        f = h5py.File(path, "r")
-    except OSError as exc:
-        raise DataError(f"{path} is not a readable HDF5 file ({_first_line(exc)}); "
-                        "it may be truncated or corrupt") from None
+    f = open_hdf5(path)
     try:
         with f:
             if "nu" in f and "tensor" in f:

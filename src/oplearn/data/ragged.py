@@ -44,7 +44,7 @@ import h5py
 import numpy as np
 
 from oplearn.data.geometry import CELL_TYPES, Mesh, PointCloud
-from oplearn.data.store import _decode_attrs, _open, dataset_line, reading
+from oplearn.data.store import _decode_attrs, _open, dataset_line, open_hdf5, reading
 from oplearn.data.writer import _CHUNK_BYTES, PartialFileWriter, early_dcpl, finite_float32
 from oplearn.errors import DataError
 
@@ -300,7 +300,7 @@ class RaggedReader:
     def _file(self) -> h5py.File:
         if self._handle is None or self._owner != os.getpid():  # h5py handles do not survive fork
             with reading(self.path):
-                self._handle, self._owner = h5py.File(self.path, "r"), os.getpid()
+                self._handle, self._owner = open_hdf5(self.path), os.getpid()
         return self._handle
 
     def sample(self, i) -> dict[str, np.ndarray]:

@@ -63,6 +63,22 @@ def load_source(source, name: str, progress: bool = False, is_main: bool = True,
     return dataset
 
 
+def check_like_training(label: str, data, channels, kind: str = "grid", shape=None) -> None:
+    """Refuse data whose geometry, channels or grid dimension differ from the training data's.
+
+    ``channels`` ``(in, out)``, ``kind`` and ``shape`` (the training grid, or None when unknown) describe
+    the training data; ``label`` names the file in the message.
+    """
+    if data.kind != kind:
+        raise DataError(f"{label} holds {data.kind} data, but the model was trained on {kind} data")
+    if tuple(data.channels) != tuple(channels):
+        raise DataError(f"{label} has {data.channels[0]} input and {data.channels[1]} output channels; the model "
+                        f"takes {channels[0]} and gives {channels[1]}: use data made like the training data")
+    if kind == "grid" and shape is not None and len(data.shape) != len(shape):
+        raise DataError(f"{label} has grid {tuple(data.shape)} ({len(data.shape)}-D); the model was trained on "
+                        f"{len(shape)}-D grids {tuple(shape)}")
+
+
 def _check_generated_as_configured(path: Path, source) -> None:
     """An existing file that ``source`` would generate must hold what ``source`` describes.
 

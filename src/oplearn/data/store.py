@@ -58,7 +58,16 @@ def _first_line(exc: BaseException) -> str:
 
 def damaged(path, exc: BaseException) -> DataError:
     """The one-line error for an HDF5 file that h5py cannot read."""
-    return DataError(f"{path} is damaged or truncated ({_first_line(exc)}); regenerate it")
+    return DataError(f"{path} is damaged or truncated ({_first_line(exc)}); regenerate it or copy it again")
+
+
+def open_hdf5(path, **options) -> h5py.File:
+    """``h5py.File(path, "r")``: every HDF5 file oplearn reads is opened here, so that a damaged one is
+    the one-line :func:`damaged` error, whatever its kind (oplearn, PDEBench, MATLAB v7.3)."""
+    try:
+        return h5py.File(path, "r", **options)
+    except OSError as exc:
+        raise damaged(path, exc) from None
 
 
 @contextlib.contextmanager
@@ -116,8 +125,8 @@ def _open(path: Path, *, allow_partial: bool) -> h5py.File:
         raise DataError(f"{path} does not exist; check the path or create it with `oplearn generate`")
     if path.is_dir():
         raise DataError(f"{path} is a directory; pass a dataset file")
-    with reading(path):  # no file lock for summaries, so `oplearn info` works while generating
-        f = h5py.File(path, "r", locking=False) if allow_partial else h5py.File(path, "r")
+    # no file lock for summaries, so `oplearn info` works while generating
+    f = open_hdf5(path, locking=False) if allow_partial else open_hdf5(path)
     try:
         with reading(path):
             problem = _format_problem(path, f.attrs, allow_partial)

@@ -97,6 +97,9 @@ class PartialFileWriter:
         for name, arr in extra.items():
             if arr.dtype.kind in "fc" and not np.all(np.isfinite(arr)):
                 raise DataError(f"extra dataset '{name}' contains NaN or Inf; fix the values")
+        if self.path.exists() and not overwrite and resume:
+            raise DataError(f"{self.path} is complete: there is nothing to resume; use it as it is, or pass "
+                            "--overwrite to generate it again")
         if self.path.exists() and not overwrite:
             raise DataError(f"{self.path} exists; pass --overwrite to replace it")
         common = {"pde": str(pde), "params": params_json(params), "seed": int(seed)}
@@ -121,12 +124,16 @@ class PartialFileWriter:
         # during creation never leaves a half-made `.partial` behind.
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         scratch = self.partial.with_name(self.partial.name + ".new")
-        with h5py.File(scratch, "w") as f:
-            f.attrs.update(oplearn_format=FORMAT_VERSION, **common, oplearn_version=__version__,
-                           complete=False, n_samples=self.n_samples, n_done=0, **self._attrs())
-            self._layout(f)
-            for name, arr in extra.items():
-                f.create_dataset(name, data=arr)
+        try:
+            with h5py.File(scratch, "w") as f:
+                f.attrs.update(oplearn_format=FORMAT_VERSION, **common, oplearn_version=__version__,
+                               complete=False, n_samples=self.n_samples, n_done=0, **self._attrs())
+                self._layout(f)
+                for name, arr in extra.items():
+                    f.create_dataset(name, data=arr)
+        except BaseException:  # a full disk, a kill: no half-made scratch file stays behind
+            scratch.unlink(missing_ok=True)
+            raise
         os.replace(scratch, self.partial)
         return h5py.File(self.partial, "r+")
 

@@ -55,6 +55,7 @@ class Operator(nn.Module):
     name: ClassVar[str]
     Hyper: ClassVar[type[BaseModel]] = Hyperparameters
     geometries: ClassVar[frozenset[str]] = frozenset({"grid"})
+    predicts_at_queries: ClassVar[bool] = False  # takes queries=(B, d, Q) or (d, Q) and predicts there
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -83,6 +84,16 @@ class Operator(nn.Module):
         Returns the hyperparameter updates that rebuild the refined model, to be saved with its config.
         """
         raise ConfigError(f"stage.recipe refine needs a model with spectral layers; {self.name} has none")
+
+    def fit_to_data(self, train, encode_outputs=None) -> dict:
+        """Fit data-dependent parts once, before training, on the training split ``train`` only (e.g.
+        DeepONet's sensor grid, POD modes kept as buffers); ``encode_outputs`` maps physical targets to
+        what the model predicts (the task's output normalization), None for identity.
+
+        Returns the hyperparameter updates that rebuild the fitted architecture, saved with the config.
+        Nothing to fit by default.
+        """
+        return {}
 
     def accepts(self, kind: str) -> bool:
         """Whether data on the geometry ``kind`` ("grid", "mesh" or "points") fits this model."""

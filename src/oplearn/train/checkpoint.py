@@ -60,19 +60,33 @@ def save_checkpoint(path: str | Path, model: nn.Module, optimizer: torch.optim.O
         save_file(tensors, str(scratch), metadata={"oplearn": json.dumps(meta)})
 
 
+def _unreadable(path: Path, error: Exception) -> DataError:
+    return DataError(f"checkpoint {path} is unreadable ({error}); delete it or retrain")
+
+
+def read_meta(path: str | Path) -> dict:
+    """The JSON part of a checkpoint (``state``: epoch, channels, config, ...; optimizer and scheduler
+    state) without loading its tensors."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"checkpoint {path} does not exist; train first or check the run directory")
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return json.loads(handle.metadata()["oplearn"])
+    except (SafetensorError, KeyError, ValueError, OSError, TypeError) as error:
+        raise _unreadable(path, error) from None
+
+
 class Checkpoint:
     """A loaded checkpoint; ``restore`` puts its parts back into live objects."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
-        if not self.path.is_file():
-            raise DataError(f"checkpoint {self.path} does not exist; train first or check the run directory")
+        self.meta = read_meta(self.path)
         try:
             self.tensors = load_file(str(self.path))
-            with safe_open(str(self.path), framework="pt") as handle:
-                self.meta = json.loads(handle.metadata()["oplearn"])
-        except (SafetensorError, KeyError, ValueError, OSError) as error:
-            raise DataError(f"checkpoint {self.path} is unreadable ({error}); delete it or retrain") from None
+        except (SafetensorError, OSError) as error:
+            raise _unreadable(self.path, error) from None
 
     @property
     def state(self) -> dict:

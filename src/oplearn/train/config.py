@@ -132,6 +132,22 @@ def _one_line(error: ValidationError) -> str:
     return "; ".join(parts)
 
 
+def _yaml_problem(error: yaml.YAMLError) -> str:
+    """``"line L, column C: what"`` of a YAML error (its first line when it has no position)."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def parse_value(option: str, item: str, value: str):
+    """A command-line value parsed as YAML (``[8, 8]``, ``1e-3``, ``true``); a one-line ConfigError if it is not."""
+    try:
+        return yaml.safe_load(value)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{option} {item}: the value is not valid YAML ({_yaml_problem(error)}); close brackets "
+                          "and quote text, e.g. model.modes=[8,8]") from None
+
+
 def apply_overrides(raw: dict, overrides: list[str]) -> dict:
     """Set ``a.b.c=value`` entries (values parsed as YAML) in a nested dict."""
     for item in overrides:
@@ -144,7 +160,7 @@ def apply_overrides(raw: dict, overrides: list[str]) -> dict:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
                 raise ConfigError(f"--set {key}: '{part}' is not a section")
-        node[leaf] = yaml.safe_load(value)
+        node[leaf] = parse_value("--set", item, value)
     return raw
 
 
@@ -163,7 +179,7 @@ def load_config(path: str | Path, overrides: list[str] = ()) -> Config:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as error:
-        raise ConfigError(f"{path} is not valid YAML: {str(error).splitlines()[0]}") from None
+        raise ConfigError(f"{path} is not valid YAML at {_yaml_problem(error)}") from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path} must hold a mapping of sections (data, model, train)")
     return validate(apply_overrides(raw, list(overrides)))

@@ -33,13 +33,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from oplearn.errors import ConfigError
+from oplearn.data.writer import differing_settings
+from oplearn.errors import ConfigError, DataError
 from oplearn.layers.padding import fix_padded_periods
 from oplearn.models import build
 from oplearn.models.linearize import linearize
 from oplearn.train.checkpoint import Checkpoint
 from oplearn.train.config import Config, load_config
-from oplearn.train.distributed import resolve_device
+from oplearn.devices import resolve_device
 from oplearn.train.objective import Objective
 from oplearn.train.run_dir import RunDir
 from oplearn.train.task import ResidualTask, SupervisedTask, Task, get_task
@@ -50,6 +51,17 @@ def _build(config: Config, channels) -> nn.Module:
     channels = get_task(config.train.task).model_channels(config, channels)
     return build(config.model.name, in_channels=channels[0], out_channels=channels[1],
                  **config.model.hyperparameters())
+
+
+def _fit_to_data(model: nn.Module, task: Task, config: Config, train) -> Config:
+    """Let a fresh model fit its data-dependent parts on the training split (``Operator.fit_to_data``); the
+    config to save records the hyperparameters it found, so that ``load_run`` rebuilds the same model."""
+    normalizer = getattr(task, "output_normalizer", None)
+    updates = model.fit_to_data(train, None if normalizer is None else normalizer.encode)
+    if not updates:
+        return config
+    model_config = type(config.model).model_validate({**config.model.model_dump(), **updates})
+    return config.model_copy(update={"model": model_config})
 
 
 class Recipe:
@@ -136,13 +148,25 @@ class LinearizedRecipe(Recipe):
         return linearize(_build(config, channels))
 
 
+def _check_matches_checkpoint(run: RunDir, config: Config, state: dict) -> None:
+    """config.yaml's model section must be the one the weights were trained with (it may have been edited)."""
+    trained = state.get("config", {}).get("model")
+    if trained is None:
+        return
+    differences = differing_settings(trained, config.model.model_dump(mode="json"), "config.yaml")
+    if differences:
+        raise DataError(f"{run.config} does not match the weights in {run.checkpoint}: they were trained with "
+                        f"model.{', model.'.join(differences)}; restore config.yaml or retrain")
+
+
 def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Config, nn.Module, Task]:
     """The config, trained model (eval mode, on ``device``) and task of a run directory."""
     run = RunDir(run)
     run.check_trained()
     checkpoint = Checkpoint(run.checkpoint)
     config = load_config(run.config)
-    device = resolve_device(device) if isinstance(device, str) else device
+    _check_matches_checkpoint(run, config, checkpoint.state)
+    device = resolve_device(device)
     loss = Objective.from_config(config.train.loss)
     recipe = RECIPES[config.stage.recipe] if config.stage is not None else None
     channels = checkpoint.state["channels"]
@@ -168,8 +192,10 @@ def setup(config: Config, train, device: torch.device) -> tuple[nn.Module, Task,
         raise ConfigError(f"train.task {config.train.task} works on {', '.join(sorted(task_class.geometries))} "
                           f"data; the training data are {train.kind} data")
     if config.stage is None:
-        model = _build(config, train.channels).to(device)
+        model = _build(config, train.channels)
         task = task_class.from_config(config, train, loss)
+        config = _fit_to_data(model, task, config, train)
+        model = model.to(device)
     elif config.train.task != "supervised":
         raise ConfigError(f"stage recipes continue supervised runs; train.task {config.train.task} trains from scratch")
     else:

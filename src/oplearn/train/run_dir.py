@@ -19,6 +19,9 @@ from oplearn.files import write_atomic
 
 
 class RunDir:
+    NAMES = ("config.yaml", "metrics.jsonl", "checkpoints", "results.json", "figures", "eval", "report.md")
+    """Everything a run directory may hold."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
 
@@ -53,6 +56,10 @@ class RunDir:
 
     def evaluation(self, name: str) -> Path:
         return self.path / "eval" / f"{name}.json"
+
+    def holds_only_run_files(self) -> bool:
+        """Whether every entry is one a run writes (so a directory without a checkpoint may start again)."""
+        return all(entry.name in self.NAMES for entry in self.path.iterdir())
 
     def check_trained(self) -> None:
         """Raise a DataError unless this is a run directory with a checkpoint."""

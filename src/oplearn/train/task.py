@@ -36,7 +36,7 @@ from torch import nn
 
 from oplearn.data.batch import Batch
 from oplearn.data.dataset import ChannelMoments, ChannelNormalizer
-from oplearn.errors import ConfigError
+from oplearn.errors import ConfigError, OplearnError, ShapeError
 from oplearn.train.objective import Objective, relative_l2
 
 EVALUATION_POINTS = 1 << 22  # model grid points per evaluation batch: ~2 GiB per 128-channel float32 activation
@@ -62,8 +62,8 @@ def get_task(name: str) -> type["Task"]:
 
 def model_arguments(batch: Batch) -> dict:
     """Keyword arguments a model gets besides the input fields: nothing on grids, the points elsewhere."""
-    if batch.kind == "grid":
-        return {}
+    if batch.kind == "grid":  # grid models build their coordinates; query models may be asked elsewhere
+        return {} if batch.queries is None else {"queries": batch.queries, "query_mask": batch.query_mask}
     arguments = {"coords": batch.coords, "mask": batch.mask}
     if batch.queries is not None:
         arguments.update(queries=batch.queries, query_mask=batch.query_mask)
@@ -139,6 +139,22 @@ class Task:
         ``resolution``: the grid, or ``(points,)`` for point data (the largest sample).
         """
         return max(1, min(64, EVALUATION_POINTS // math.prod(self.model_grid(resolution))))
+
+    @torch.no_grad()
+    def check_data(self, model: nn.Module, data, label: str, device: torch.device) -> None:
+        """Score the first sample of ``data``: a model or loss that cannot take it fails here, in one line
+        naming ``label``, before any training or writing."""
+        was_training = model.training
+        model.eval()
+        try:
+            self.per_sample_error(model, data.batch([0]).to(device))
+        except OplearnError as error:
+            raise type(error)(f"{label}: {error}") from None
+        except (RuntimeError, ValueError) as error:
+            first = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise ShapeError(f"{label}: the model cannot take these data ({first})") from None
+        finally:
+            model.train(was_training)
 
     @torch.no_grad()
     def evaluate(self, model: nn.Module, data, device: torch.device) -> float:

@@ -14,13 +14,16 @@ from __future__ import annotations
 import contextlib
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from oplearn.data.sources import load_source
+from oplearn.data.sources import check_like_training, load_source
+from oplearn.data.writer import differing_settings
 from oplearn.errors import ConfigError, TrainingError
 from oplearn.files import write_atomic
 from oplearn.precision import autocast, tf32_matmuls
@@ -39,20 +42,42 @@ def data_summary(dataset) -> dict:
     return {"geometry": dataset.kind, "max_points": dataset.shape[0]}
 
 
+def _flat(settings: dict, prefix: str = "") -> dict:
+    """``{"model.width": 8, ...}`` of a nested config dump."""
+    flat = {}
+    for key, value in settings.items():
+        if isinstance(value, dict) and value:
+            flat.update(_flat(value, f"{prefix}{key}."))
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def _check_resumable(run: RunDir, config: Config) -> None:
+    """Only ``train.epochs`` may differ from the saved config; a difference is named."""
+    mine, theirs = _flat(config.model_dump(mode="json")), _flat(load_config(run.config).model_dump(mode="json"))
+    mine.pop("train.epochs"), theirs.pop("train.epochs")
+    differences = differing_settings(theirs, mine, "now")
+    if differences:
+        raise ConfigError(f"cannot resume {run}: it was trained with {', '.join(differences)}; only train.epochs "
+                          "may change (start a new run directory for other settings)")
+
+
 def _prepare_run_dir(run: RunDir, config: Config, resume: bool, overwrite: bool) -> None:
+    """Make ``run`` ready: checked for resuming, or empty for a fresh start.
+
+    A directory becomes a run with its first checkpoint: one that holds only what an interrupted first
+    epoch leaves (a config, no checkpoint) starts again, with or without ``resume``.
+    """
     out = run.path
-    if resume:
-        if not run.checkpoint.is_file():
-            raise ConfigError(f"cannot resume: {run.checkpoint} does not exist; train without --resume first")
-        saved = load_config(run.config)
-        mine, theirs = config.model_dump(), saved.model_dump()
-        mine["train"].pop("epochs"), theirs["train"].pop("epochs")
-        if mine != theirs:
-            raise ConfigError(f"cannot resume {out}: the config differs from the saved one (only train.epochs "
-                              "may change); start a new run directory")
-        return
+    if resume and run.config.is_file():
+        _check_resumable(run, config)
+        if run.checkpoint.is_file():
+            return
+    elif resume:
+        raise ConfigError(f"cannot resume {out}: it holds no run (no config.yaml); train without --resume first")
     if out.exists() and any(out.iterdir()):
-        if not overwrite:
+        if not overwrite and (run.checkpoint.is_file() or not run.holds_only_run_files()):
             raise ConfigError(f"run directory {out} exists; pass --overwrite to replace it or --resume to continue")
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -105,22 +130,34 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         raise ConfigError(f"train.batch_size {config.train.batch_size} is smaller than the {context.world_size} "
                           "processes; it is the global batch, split across them")
 
+    extras = {name: load_source(source, name, **sources) for name, source in config.data.extra_tests.items()}
+    if config.train.batch_size > len(train):
+        warnings.warn(f"train.batch_size {config.train.batch_size} is larger than the {len(train)} training "
+                      "samples: every epoch is one step on all of them; lower train.batch_size")
+
     channels = list(train.channels)
     model, task, config = setup(config, train, context.device)
-    with torch.no_grad():  # shape errors surface before anything is written
-        task.predict(model, train.batch([0]).to(context.device))
+    splits = {"train": (config.data.train, train), "test": (config.data.test, test),
+              **{name: (config.data.extra_tests[name], data) for name, data in extras.items()}}
+    for name, (source, data) in splits.items():  # every split fits the model before anything is written
+        label = f"{name} data {source.path}"
+        check_like_training(label, data, train.channels, train.kind, train.shape)
+        task.check_data(model, data, label, context.device)
 
+    restore = resume and run.checkpoint.is_file()
     if context.is_main:
         _prepare_run_dir(run, config, resume, overwrite)
-        if not resume:
+        if not restore:
             write_atomic(run.config, dump_config(config))
     distributed.barrier(context)
 
-    optimizer = torch.optim.Adam(parameter_groups(model, config.train.lr), lr=config.train.lr,
-                                 weight_decay=config.train.weight_decay)
+    groups = parameter_groups(model, config.train.lr)
+    # one fused kernel per parameter instead of ~10 small ops (real floating parameters only, not complex ones)
+    fused = all(p.is_floating_point() for group in groups for p in group["params"])
+    optimizer = torch.optim.Adam(groups, lr=config.train.lr, weight_decay=config.train.weight_decay, fused=fused)
     scheduler = make_scheduler(optimizer, config)
     start_epoch = 0
-    if resume:
+    if restore:
         checkpoint = Checkpoint(run.checkpoint)
         checkpoint.restore(model, optimizer, scheduler)
         torch.set_rng_state(checkpoint.extra()["rng.torch"])
@@ -169,10 +206,14 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
             metrics["test_seconds"] = time.perf_counter() - evaluation_start
             for callback in callbacks:
                 callback.on_epoch_end(epoch + 1, metrics, model)
-            save_checkpoint(run.checkpoint, model, optimizer, scheduler,
-                            extra={**task.state(), "rng.torch": torch.get_rng_state()},
-                            state={"epoch": epoch + 1, "metrics": metrics, "channels": channels,
-                                   "config": config.model_dump(mode="json")})
+            try:
+                save_checkpoint(run.checkpoint, model, optimizer, scheduler,
+                                extra={**task.state(), "rng.torch": torch.get_rng_state()},
+                                state={"epoch": epoch + 1, "metrics": metrics, "channels": channels,
+                                       "data": data_summary(train), "config": config.model_dump(mode="json")})
+            except (OSError, SafetensorError) as error:
+                raise TrainingError(f"cannot write the checkpoint {run.checkpoint} ({error}); free disk space or "
+                                    "fix permissions, then continue with --resume (the last good one is kept)") from None
             run.append_metrics(metrics)
             bar.set_postfix(loss=f"{train_loss:.4f}", test=f"{metrics['test_rel_l2']:.4f}")
     bar.close()
@@ -181,9 +222,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
     if context.is_main:
         results = {"test": {"data": config.data.test.path, **data_summary(test),
                             "rel_l2": task.evaluate(model, test, context.device)}}
-        for name, source in config.data.extra_tests.items():
-            extra = load_source(source, name, progress=show)
-            results[name] = {"data": source.path, **data_summary(extra),
+        for name, extra in extras.items():
+            results[name] = {"data": config.data.extra_tests[name].path, **data_summary(extra),
                              "rel_l2": task.evaluate(model, extra, context.device)}
         results["epochs"] = config.train.epochs
         results["parameters"] = sum(p.numel() for p in model.parameters())
