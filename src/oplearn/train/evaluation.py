@@ -12,8 +12,7 @@ import torch
 from oplearn.analysis.spectrum import spectral_report
 from oplearn.data.sources import check_like_training, load_source, open_data
 from oplearn.errors import ConfigError, DataError
-from oplearn.files import atomic_path
-from oplearn.files import write_atomic
+from oplearn.files import atomic_path, write_atomic
 from oplearn.plot import plot_prediction, plot_queries, plot_spectrum
 from oplearn.train.checkpoint import read_meta
 from oplearn.train.recipes import load_run
@@ -117,7 +116,7 @@ def predict_at_queries(run: str | Path, queries: str | Path, data: str | Path | 
     """
     run = RunDir(run)
     config, model, task = load_run(run, device)
-    if not getattr(model, "predicts_at_queries", False):
+    if not model.predicts_at_queries:
         raise ConfigError(f"model {config.model.name} predicts on its input's points only; --queries needs a "
                           "model that takes query points (deeponet, pod_deeponet, mionet)")
     device = next(model.parameters()).device

@@ -56,7 +56,7 @@ def _build(config: Config, channels) -> nn.Module:
 def _fit_to_data(model: nn.Module, task: Task, config: Config, train) -> Config:
     """Let a fresh model fit its data-dependent parts on the training split (``Operator.fit_to_data``); the
     config to save records the hyperparameters it found, so that ``load_run`` rebuilds the same model."""
-    normalizer = getattr(task, "output_normalizer", None)
+    normalizer = task.output_normalizer
     updates = model.fit_to_data(train, None if normalizer is None else normalizer.encode)
     if not updates:
         return config

@@ -109,6 +109,7 @@ class Task:
 
     name: ClassVar[str]
     geometries: ClassVar[frozenset[str]] = frozenset({"grid"})  # data kinds the task understands
+    output_normalizer: ChannelNormalizer | None = None  # what the model's outputs are encoded by (None: nothing)
 
     def __init__(self, loss: Objective | None = None):
         self.loss = loss or Objective.from_config("relative_l2")
