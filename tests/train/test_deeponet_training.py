@@ -97,3 +97,30 @@ def test_deeponet_on_point_clouds(tmp_path, capsys):
     status, out, err = run_cli(capsys, "eval", run, "--queries", tmp_path / "points.npy", "--device", "cpu")
     assert status == 0, err
     assert np.load(run / "eval" / "queries.npz")["predictions"].shape == (8, 1, 12)
+
+
+@pytest.mark.parametrize("model", ["deeponet", "pod_deeponet"])
+def test_deeponet_as_specboost_second_stage_fits_the_residuals(model, tiny_run, tmp_path):
+    """The second stage's data-dependent parts (sensors; POD modes) are fitted to the first run's residuals."""
+    from oplearn.data.sources import open_data
+    from oplearn.train import fit
+
+    config, run = tiny_run
+    boosted = {**config, "model": {"name": model, **SMALL[model]}, "stage": {"base_run": str(run), "recipe": "specboost"},
+               "train": {**config["train"], "epochs": 8, "lr": 0.003}}
+    results = fit(boosted, tmp_path / "boost", progress=False)
+    first = json.loads((run / "results.json").read_text())["test"]["rel_l2"]
+    assert results["test"]["rel_l2"] < first
+    _, second, task = load_run(tmp_path / "boost", "cpu")
+    assert second.hyper.sensors == [16, 16]
+    if model == "pod_deeponet":  # the modes span the normalized training residuals, not the outputs
+        train = open_data(config["data"]["train"]["path"])
+        _, base, base_task = load_run(run, "cpu")
+        batch = train.batch(list(range(len(train))))
+        with torch.no_grad():
+            residual = task.output_normalizer.encode(batch.targets - base_task.predict(base, batch)).double()
+        centred = (residual - second.pod_mean.double()).flatten(1)
+        modes = second.pod_modes.double().flatten(1)
+        projected = centred @ modes.T @ modes
+        outputs = task.output_normalizer.encode(batch.targets).double().flatten(1) - second.pod_mean.double().flatten()
+        assert (centred - projected).norm() < (outputs - outputs @ modes.T @ modes).norm()

@@ -107,8 +107,10 @@ class SpecBoostRecipe(Recipe):
         _, base, base_task = load_run(config.stage.base_run, device)
         for parameter in base.parameters():
             parameter.requires_grad_(False)
-        model = _build(config, train.channels).to(device)
-        return model, ResidualTask.fitted_on(train, base, base_task, device, loss), config
+        model = _build(config, train.channels)
+        task = ResidualTask.fitted_on(train, base, base_task, device, loss)
+        config = _fit_to_data(model, task, config, task.residual_data(train))
+        return model.to(device), task, config
 
     def restore_task(self, config, tensors, device, loss):
         _, base, base_task = load_run(config.stage.base_run, device)

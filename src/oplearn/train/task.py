@@ -230,10 +230,13 @@ class ResidualTask(SupervisedTask):
                   loss: Objective | None = None, batch_size: int = 256) -> "ResidualTask":
         base.eval()
         moments = ChannelMoments()
-        for batch in train.batches(batch_size):
-            batch = batch.to(device)
-            moments.add((batch.targets - base_task.predict(base, batch)).cpu(), batch.mask)
+        for batch in ResidualData(train, base, base_task).batches(batch_size):
+            moments.add(batch.targets, batch.mask)
         return cls(base, base_task, moments.normalizer(), loss)
+
+    def residual_data(self, train) -> "ResidualData":
+        """``train`` as the second model sees it: targets ``u - G_1(a)`` (what ``fit_to_data`` fits, e.g. POD modes)."""
+        return ResidualData(train, self.base, self.base_task)
 
     def residual(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """The second model's residual prediction in physical units."""
@@ -256,6 +259,24 @@ class ResidualTask(SupervisedTask):
     def from_state(cls, tensors: dict[str, torch.Tensor], base: nn.Module, base_task: SupervisedTask,
                    loss: Objective | None = None) -> "ResidualTask":
         return cls(base, base_task, ChannelNormalizer.from_state(tensors, "normalizer.residual"), loss)
+
+
+class ResidualData:
+    """A dataset whose batches hold the residuals ``u - G_1(a)`` of a frozen first model ``base`` as targets
+    (SpecBoost's second stage); every other attribute (kind, resolution, channels, ...) is ``data``'s."""
+
+    def __init__(self, data, base: nn.Module, base_task: SupervisedTask):
+        self.data, self.base, self.base_task = data, base, base_task
+
+    def __getattr__(self, name: str):
+        return getattr(self.data, name)
+
+    @torch.no_grad()
+    def batches(self, batch_size: int, *args, **kwargs):
+        device = next(self.base.parameters()).device
+        for batch in self.data.batches(batch_size, *args, **kwargs):
+            first = self.base_task.predict(self.base, batch.to(device)).cpu()
+            yield batch.with_targets(batch.masked(batch.targets - first))
 
 
 @register_task("recurrent")
