@@ -10,9 +10,13 @@ from oplearn.models.linearize import linearize
 from oplearn.models.width import apply_mup
 
 # Smallest values of the hyperparameters that have no default, per model.
-REQUIRED = {"fno": {"modes": (4, 4)}, "tfno": {"modes": (4, 4)}, "gfno": {"modes": 4}}
+REQUIRED = {"fno": {"modes": (4, 4)}, "tfno": {"modes": (4, 4)}, "gfno": {"modes": 4}, "gino": {"modes": (4, 4)},
+            "geo_fno": {"modes": (4, 4)}, "ffno": {"modes": (4, 4)}, "t1": {"modes": (4, 4)},
+            "uno": {"modes": ((4, 4), (2, 2), (1, 1), (2, 2), (4, 4))}}
 GRIDS = {"afno": (16, 16), "fno": (16, 16), "tfno": (16, 16), "gfno": (16, 16), "kan": (5,), "mlp": (5,),
          "deeponet": (16, 16), "pod_deeponet": (16, 16), "mionet": (16, 16)}
+GRIDS.update({name: (16, 16) for name in ("ffno", "galerkin", "geo_fno", "gino", "gno", "gnot", "lsm", "mgno", "t1",
+                                          "transolver", "unet", "uno")})
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
