@@ -33,7 +33,9 @@ def quickstart(fast, out, data_dir):
 @cli.command()
 @click.argument("pde")
 @click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Number of samples.")
-@click.option("--resolution", type=click.IntRange(min=1), required=True, help="Grid points per axis.")
+@click.option("--resolution", type=click.IntRange(min=1), required=True,
+              help="Grid PDEs: grid points per axis. Mesh PDEs (darcy_domain, elasticity, ...): the mesh's "
+                   "resolution, elements per unit length.")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--out", type=click.Path(path_type=Path), default=None, help="Output file (default PDE_N_R.h5).")
 @click.option("--param", "params", multiple=True, metavar="KEY=VALUE", help="PDE parameter, e.g. --param tau=3.")
@@ -45,7 +47,7 @@ def quickstart(fast, out, data_dir):
 @click.option("--resume", is_flag=True, help="Continue an interrupted file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
 def generate(pde, n, resolution, seed, out, params, device, batch, workers, resume, overwrite):
-    """Solve PDE for N random inputs and write an HDF5 dataset."""
+    """Solve PDE for N random inputs and write an HDF5 dataset (grid or mesh, as the PDE makes them)."""
     from oplearn.data import generate as run_generate
     from oplearn.errors import ConfigError
     from oplearn.train.config import parse_value
@@ -64,11 +66,19 @@ def generate(pde, n, resolution, seed, out, params, device, batch, workers, resu
 
 @cli.command()
 @click.argument("file", type=click.Path(path_type=Path))
-def info(file):
-    """Describe a dataset file or a run directory."""
+@click.option("--plot", "plot_path", type=click.Path(path_type=Path), default=None,
+              help="Draw one sample of an oplearn dataset file (input and output, first channel) into this PNG.")
+@click.option("--sample", type=click.IntRange(min=0), default=0, show_default=True, help="The sample --plot draws.")
+def info(file, plot_path, sample):
+    """Describe a dataset file or a run directory; --plot draws one sample of a dataset file."""
     from oplearn.data.store import describe, is_oplearn_file
-    from oplearn.errors import DataError
+    from oplearn.errors import ConfigError, DataError
 
+    if plot_path is not None and plot_path.suffix.lower() != ".png":
+        raise ConfigError(f"--plot writes a PNG; name it '{plot_path.stem}.png' instead of '{plot_path.name}'")
+    if plot_path is not None and (file.is_dir() or (file.is_file() and not is_oplearn_file(file))):
+        raise ConfigError(f"--plot draws oplearn dataset files; {file} is not one (convert it first with "
+                          "'oplearn convert', or plot a run's test set with 'oplearn eval')")
     if file.is_dir():
         from oplearn.train.run_dir import RunDir
 
@@ -88,21 +98,52 @@ def info(file):
         click.echo(f"attributes: {json.dumps(loaded['attrs'], default=str)}")
         return
     click.echo(describe(file))
+    if plot_path is not None:
+        click.echo(f"wrote {_plot_file_sample(file, sample, plot_path)}")
+
+
+def _plot_file_sample(file: Path, index: int, out: Path) -> Path:
+    """Draw sample ``index`` of a dataset file: grids as images or curves, meshes and point clouds on
+    their points (input and output, first channel each)."""
+    from oplearn.data.sources import open_data
+    from oplearn.errors import ConfigError
+    from oplearn.plot import plot_grid_sample, plot_mesh_sample
+
+    data = open_data(file)
+    if index >= len(data):
+        raise ConfigError(f"--sample {index} is out of range: {file} holds {len(data)} samples (0..{len(data) - 1})")
+    batch = data.batch([index])
+    title = f"{file.name}: sample {index}"
+    if data.kind == "grid":
+        return plot_grid_sample(batch.inputs[0].numpy(), batch.targets[0].numpy(), out, title)
+    cells = batch.cells[0].numpy() if batch.cells else None
+    panels = [("input", batch.inputs[0, 0].numpy()), ("output", batch.targets[0, 0].numpy())]
+    return plot_mesh_sample(batch.coords[0].T.numpy(), cells, panels, out, title)
 
 
 @cli.command()
 @click.argument("source", type=click.Path(path_type=Path))
 @click.argument("destination", type=click.Path(path_type=Path))
-@click.option("--input-key", default=None, help="FNO .mat only: the variable holding the inputs.")
-@click.option("--output-key", default=None, help="FNO .mat only: the variable holding the outputs.")
+@click.option("--format", "source_format", default=None, metavar="NAME",
+              help="The source's layout (default: from its name): oplearn, pdebench, fno-mat, neuraloperator, "
+                   "meshio, geofno-elasticity, geofno-airfoil, geofno-pipe, geofno-plasticity.")
+@click.option("--input-key", default=None,
+              help="FNO .mat: the variable holding the inputs; meshio: the point-data array(s), comma-separated.")
+@click.option("--output-key", default=None,
+              help="FNO .mat: the variable holding the outputs; meshio: the point-data array(s), comma-separated.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing destination file.")
-def convert(source, destination, input_key, output_key, overwrite):
-    """Convert an FNO .mat, PDEBench HDF5 or neuraloperator .pt file to an oplearn HDF5 file."""
+def convert(source, destination, source_format, input_key, output_key, overwrite):
+    """Convert SOURCE to an oplearn HDF5 file.
+
+    Grid data: an FNO .mat, PDEBench HDF5 or neuraloperator .pt file. Mesh data: meshio files (one sample per
+    file; a file, a folder or a quoted glob such as 'runs/*.vtu') or a Geo-FNO benchmark folder (elasticity,
+    airfoil, pipe) or plasticity .mat file.
+    """
     from oplearn.data.formats import convert as run_convert
     from oplearn.data.store import describe
 
     keys = {name: value for name, value in (("input_key", input_key), ("output_key", output_key)) if value}
-    path = run_convert(source, destination, overwrite=overwrite, **keys)
+    path = run_convert(source, destination, overwrite=overwrite, source_format=source_format, **keys)
     click.echo(describe(path))
 
 

@@ -213,3 +213,92 @@ def plot_queries(truth: np.ndarray, points: np.ndarray, prediction: np.ndarray, 
         figure.suptitle(title)
     _save(figure, path, 110)
     return path
+
+
+def plot_grid_sample(inputs: np.ndarray, outputs: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """One grid sample of a file: its input and output (first channel each), ``(channels, *grid)`` arrays.
+
+    2-D grids are images, 1-D grids curves, 3-D grids their middle slice along the last axis.
+    """
+    path = Path(path)
+    figure, axes = plt.subplots(1, 2, figsize=(7.5, 3.4), constrained_layout=True)
+    for axis, (label, field) in zip(axes, [("input", inputs[0]), ("output", outputs[0])]):
+        if field.ndim == 3:
+            field, label = field[..., field.shape[-1] // 2], f"{label} (middle slice)"
+        if field.ndim == 2:
+            image = axis.imshow(field.T, origin="lower", extent=(0, 1, 0, 1), cmap="viridis")
+            figure.colorbar(image, ax=axis, shrink=0.85)
+        else:
+            axis.plot(np.linspace(0, 1, field.shape[-1]), field)
+        axis.set_title(label)
+    if title:
+        figure.suptitle(title)
+    _save(figure, path, 110)
+    return path
+
+
+def mesh_triangles(cells: np.ndarray | None) -> np.ndarray | None:
+    """Triangles that draw a 2-D mesh: triangle cells as they are, each quad (a, b, c, d) split into
+    (a, b, c) and (a, c, d); None for other cells or none (the points are then drawn as dots)."""
+    if cells is None or cells.ndim != 2 or cells.shape[1] not in (3, 4):
+        return None
+    if cells.shape[1] == 3:
+        return cells
+    return np.concatenate([cells[:, [0, 1, 2]], cells[:, [0, 2, 3]]])
+
+
+def _draw_on_points(figure, axis, points: np.ndarray, triangles: np.ndarray | None, values: np.ndarray,
+                    limits: dict) -> None:
+    """``values (N,)`` at ``points (N, d)``: a curve in 1-D, a coloured triangulation of the mesh in 2-D,
+    coloured dots for point clouds (and for 3-D points, seen from above: x and y)."""
+    if points.shape[1] == 1:
+        order = np.argsort(points[:, 0])
+        axis.plot(points[order, 0], values[order], ".-", markersize=3)
+        return
+    x, y = points[:, 0], points[:, 1]
+    if points.shape[1] == 2 and triangles is not None:
+        drawn = axis.tripcolor(x, y, triangles, values, shading="gouraud", cmap="viridis", **limits)
+    else:
+        drawn = axis.scatter(x, y, c=values, s=max(2.0, 3000.0 / len(points)), cmap="viridis", **limits)
+    axis.set_aspect("equal")
+    figure.colorbar(drawn, ax=axis, shrink=0.85)
+
+
+def plot_mesh_sample(points: np.ndarray, cells: np.ndarray | None, panels: list[tuple[str, np.ndarray]],
+                     path: str | Path, title: str = "", shared: tuple[str, ...] = ()) -> Path:
+    """A row of panels drawing fields ``(label, values (N,))`` at one sample's ``points (N, d)``.
+
+    ``cells (M, k)`` (local point indices) or None for a point cloud: 2-D
+    triangle and quad meshes are drawn with ``tripcolor`` (quads split into two
+    triangles, values interpolated across each), point clouds and 3-D points as
+    coloured dots, 1-D points as curves. Panels named in ``shared`` share one
+    colour scale.
+    """
+    path = Path(path)
+    points = np.asarray(points, dtype=np.float64)
+    triangles = mesh_triangles(None if cells is None else np.asarray(cells))
+    together = [values for label, values in panels if label in shared]
+    common = dict(vmin=min(v.min() for v in together), vmax=max(v.max() for v in together)) if together else {}
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.6 * len(panels), 3.4), constrained_layout=True,
+                                squeeze=False)
+    for axis, (label, values) in zip(axes[0], panels):
+        limits = common if label in shared and points.shape[1] > 1 else {}
+        _draw_on_points(figure, axis, points, triangles, np.asarray(values, dtype=np.float64), limits)
+        axis.set_title(label)
+    if title:
+        figure.suptitle(title)
+    _save(figure, path, 110)
+    return path
+
+
+def plot_mesh_prediction(points: np.ndarray, cells: np.ndarray | None, inputs: np.ndarray, truth: np.ndarray,
+                         prediction: np.ndarray, path: str | Path, title: str = "") -> Path:
+    """Input, truth, prediction and |error| of one mesh or point-cloud sample (first channel of each).
+
+    ``points (N, d)``, ``cells (M, k)`` or None, ``inputs (C_in, N)``,
+    ``truth`` and ``prediction (C_out, N)``; drawn by :func:`plot_mesh_sample`
+    with truth and prediction on one colour scale.
+    """
+    panels = [("input", inputs[0]), ("truth", truth[0]), ("prediction", prediction[0]),
+              ("|error|", np.abs(prediction[0] - truth[0]))]
+    return plot_mesh_sample(points, cells, panels, path, title, shared=("truth", "prediction"))

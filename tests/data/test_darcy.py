@@ -173,14 +173,15 @@ def test_solution_is_linear_in_the_forcing():
 
 def test_registry_builds_darcy_with_parameters():
     assert PDES["darcy"] is DarcyFlow
-    assert set(PDES) == {"advection", "burgers", "darcy", "heat", "navier_stokes"}
+    assert set(PDES) == {"advection", "airfoil", "burgers", "darcy", "darcy_domain", "elasticity", "heat",
+                         "navier_stokes", "pipe"}
     pde = get_pde("darcy", tau=4.0, oversample=1)
     assert isinstance(pde, DarcyFlow) and pde.tau == 4.0 and pde.alpha == 2.0
 
 
 def test_registry_rejects_unknown_names_and_parameters():
-    with pytest.raises(ConfigError, match=r"^unknown PDE 'wave'; choose one of: advection, burgers, darcy, heat, "
-                                          r"navier_stokes$"):
+    with pytest.raises(ConfigError, match=r"^unknown PDE 'wave'; choose one of: advection, airfoil, burgers, darcy, "
+                                          r"darcy_domain, elasticity, heat, navier_stokes, pipe$"):
         get_pde("wave")
     with pytest.raises(ConfigError, match=r"^invalid parameter for darcy: tau: Input should be greater than 0$"):
         get_pde("darcy", tau=0.0)

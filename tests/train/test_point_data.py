@@ -120,3 +120,11 @@ def test_a_format_1_file_trains_as_its_format_2_copy(darcy_files, tmp_path):
         fit(config, tmp_path / label, progress=False)
         runs[label] = [json.loads(line)["train_loss"] for line in (tmp_path / label / "metrics.jsonl").open()]
     assert runs["v1"] == runs["v2"]
+
+
+def test_one_mesh_file_opens_twice_in_one_process(mesh_files):
+    """A reader holding the file open must not make the second open take it for a non-oplearn file."""
+    first = open_data(mesh_files["train"])
+    first.batch([0, 1])
+    second = open_data(mesh_files["train"])
+    assert isinstance(second, PointDataset) and len(second) == len(first)

@@ -1,16 +1,20 @@
 """Readers for dataset files made outside oplearn, and conversion to oplearn HDF5.
 
-Every reader returns the structure of :func:`oplearn.data.store.read_dataset`:
+Grid readers return the structure of :func:`oplearn.data.store.read_dataset`:
 ``{"arrays": {...}, "attrs": {...}}`` with, for steady problems, ``inputs``
 (N, C_in, *S) and ``outputs`` (N, C_out, *S) float32, and for time-dependent
 ones ``trajectories`` (N, T, C, *S) float32 and ``times`` (T,) float64.
 ``attrs["format"]`` names the layout that was read (e.g. ``"fno-mat"``).
 
-Readers: :func:`read_neuraloperator` (``.pt``, here),
+Grid readers: :func:`read_neuraloperator` (``.pt``, here),
 :func:`oplearn.data.matlab.read_fno_mat` (``.mat``) and
 :func:`oplearn.data.pdebench.read_pdebench` (PDEBench ``.h5``/``.hdf5``).
-:func:`load_arrays` picks one by suffix and content; :func:`convert` writes
-any of them as an oplearn dataset file.
+:func:`load_arrays` picks one by suffix and content. Mesh readers return a
+:class:`oplearn.data.meshio_files.RaggedSource`: meshio files
+(:mod:`oplearn.data.meshio_files`) and the Geo-FNO benchmarks
+(:mod:`oplearn.data.geofno`). :func:`detect_format` names the layout of a
+source from its name (``FORMATS`` lists them all); :func:`convert` writes
+any of them as an oplearn dataset file (grid, or format-v2 mesh / points).
 """
 
 from __future__ import annotations
@@ -18,11 +22,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
+import numpy as np
 
 from oplearn.data.arrays import checked_float32
+from oplearn.data.geofno import ELASTICITY_FILES, GEOFNO_FORMATS, STRUCTURED, read_geofno
 from oplearn.data.matlab import read_fno_mat
+from oplearn.data.meshio_files import RaggedSource, is_meshio_file, read_meshio_source
 from oplearn.data.pdebench import read_pdebench
-from oplearn.data.store import open_hdf5, partial_path, read_dataset
+from oplearn.data.ragged import RaggedDatasetWriter
+from oplearn.data.store import is_oplearn_file, open_hdf5, partial_path, read_dataset
 from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError, DataError
 
@@ -33,6 +41,17 @@ SUPPORTED_SUFFIXES = {
     ".pt": "neuraloperator tensor dict",
 }
 MAT_KEYS = ("input_key", "output_key")  # the keyword choices read_fno_mat accepts
+GRID_FORMATS = {
+    "oplearn": "an oplearn HDF5 file (.h5), copied",
+    "pdebench": "PDEBench HDF5 (.h5, .hdf5)",
+    "fno-mat": "FNO MATLAB file (.mat, v5 or v7.3)",
+    "neuraloperator": "neuraloperator tensor dict (.pt)",
+}
+MESH_FORMATS = {
+    "meshio": "meshes with point data meshio reads (.vtu, .xdmf, .msh, ...): a file, a folder or a glob",
+    **GEOFNO_FORMATS,
+}
+FORMATS = {**GRID_FORMATS, **MESH_FORMATS}  # every name --format takes
 _PER_SAMPLE = ("inputs", "outputs", "trajectories")
 _WRITE_BLOCK = 256  # samples per DatasetWriter.append in convert()
 
@@ -140,19 +159,88 @@ def _provenance(source: Path, attrs: dict) -> tuple[str, dict, int]:
     return str(attrs["format"]), {"source": source.name, **params}, 0
 
 
-def convert(source, destination, overwrite: bool = False, **keys) -> Path:
-    """Read any supported file (see :func:`load_arrays`) and write it as an oplearn HDF5 file.
+_GRID_SUFFIXES = {".h5": "pdebench", ".hdf5": "pdebench", ".mat": "fno-mat", ".pt": "neuraloperator"}
+_PLASTICITY_PREFIX = "plas_"  # Geo-FNO's plas_N987_T20.mat
 
-    The result holds the same arrays (``inputs``/``outputs`` or
-    ``trajectories``/``times``) with ``pde`` = the source layout (e.g.
-    ``"fno-mat"``, ``"pdebench-1d"``, ``"neuraloperator"``), ``params`` = the
-    source file name and the keys and layout details used, and ``seed`` = 0.
-    ``keys`` (``input_key``, ``output_key``) choose variables in ``.mat`` files.
-    The file is written as ``<destination>.partial`` and renamed when complete;
-    on any failure the partial file is removed, so ``destination`` is either
-    absent, the old file, or complete. Returns ``destination``.
+
+def _named_layout(names: set[str]) -> str | None:
+    """The Geo-FNO layout whose file names are among ``names``."""
+    if ELASTICITY_FILES["stress"] in names or ELASTICITY_FILES["coordinates"] in names:
+        return "geofno-elasticity"
+    for layout, (stem, _, _) in STRUCTURED.items():
+        if any(f"{stem}_{axis}.npy" in names for axis in "XYQ"):
+            return layout
+    return None
+
+
+def _cannot_tell(source: Path, why: str) -> DataError:
+    listing = "; ".join(f"{name} ({what})" for name, what in FORMATS.items())
+    return DataError(f"cannot tell the format of {source} ({why}); name it with --format, one of: {listing}")
+
+
+def detect_format(source) -> str:
+    """The name in :data:`FORMATS` of the layout ``source`` holds, from its name (and, for HDF5, its attributes).
+
+    A glob pattern or a folder of mesh files is ``meshio``; a Geo-FNO file name
+    (or a folder holding one) its Geo-FNO layout; ``plas_*.mat`` Geo-FNO
+    plasticity; ``.h5``/``.hdf5`` oplearn or PDEBench; ``.mat`` FNO; ``.pt``
+    neuraloperator; other suffixes meshio reads ``meshio``.
     """
-    source, destination = Path(source), Path(destination)
+    source = Path(source)
+    if any(c in str(source) for c in "*?["):
+        return "meshio"
+    if source.is_dir():
+        names = {p.name for p in source.iterdir() if p.is_file()}
+        layout = _named_layout(names)
+        if layout is not None:
+            return layout
+        if any(is_meshio_file(Path(name)) for name in names):
+            return "meshio"
+        raise _cannot_tell(source, "a folder without Geo-FNO files or mesh files")
+    layout = _named_layout({source.name})
+    if layout is not None:
+        return layout
+    suffix = source.suffix.lower()
+    if suffix == ".mat" and source.name.startswith(_PLASTICITY_PREFIX):
+        return "geofno-plasticity"
+    if suffix in (".h5", ".hdf5") and source.is_file() and is_oplearn_file(source):
+        return "oplearn"
+    if suffix in _GRID_SUFFIXES:
+        return _GRID_SUFFIXES[suffix]
+    if is_meshio_file(source):
+        return "meshio"
+    if not source.exists():
+        raise DataError(f"{source} does not exist; check the path")
+    raise _cannot_tell(source, f"unknown suffix '{suffix or source.name}'")
+
+
+def read_mesh_source(source, source_format: str, **keys) -> RaggedSource:
+    """The mesh or point samples of a source in one of :data:`MESH_FORMATS`; ``keys`` (``input_key``,
+    ``output_key``) name meshio point-data arrays and apply to nothing else."""
+    if source_format == "meshio":
+        unknown = sorted(set(keys) - set(MAT_KEYS))
+        if unknown:
+            raise ConfigError(f"key choice {', '.join(unknown)} does not apply to meshio files; the choices "
+                              f"are {', '.join(MAT_KEYS)}")
+        return read_meshio_source(source, **keys)
+    if keys:
+        raise ConfigError(f"{source_format} has fixed inputs and outputs; drop "
+                          f"{', '.join('--' + k.replace('_', '-') for k in sorted(keys))}")
+    return read_geofno(source, source_format)
+
+
+def _read_grid(source: Path, source_format: str | None, keys: dict) -> dict:
+    """A grid file's arrays: by suffix and content when ``source_format`` is None, else by that reader."""
+    if source_format is None:
+        return load_arrays(source, **keys)
+    if source_format != "fno-mat" and keys:
+        raise ConfigError(f"key choice {', '.join(sorted(keys))} does not apply to {source_format} files; "
+                          "only fno-mat and meshio take --input-key / --output-key")
+    readers = {"oplearn": read_dataset, "pdebench": read_pdebench, "neuraloperator": read_neuraloperator}
+    return read_fno_mat(source, **keys) if source_format == "fno-mat" else readers[source_format](source)
+
+
+def _check_destination(destination: Path, overwrite: bool) -> None:
     if destination.suffix.lower() not in (".h5", ".hdf5"):
         raise ConfigError(f"convert writes oplearn HDF5 files; name the destination "
                           f"'{destination.stem}.h5' instead of '{destination.name}'")
@@ -161,7 +249,32 @@ def convert(source, destination, overwrite: bool = False, **keys) -> Path:
     partial = partial_path(destination)
     if partial.exists() and not overwrite:
         raise DataError(f"{partial} is left from an interrupted run; delete it or pass --overwrite")
-    data = load_arrays(source, **keys)  # read everything before touching the destination
+
+
+def convert(source, destination, overwrite: bool = False, source_format: str | None = None, **keys) -> Path:
+    """Read any supported source (see :data:`FORMATS`) and write it as an oplearn HDF5 file.
+
+    ``source_format`` names the layout (default: :func:`detect_format`).
+    Grid layouts give a grid file with the same arrays (``inputs``/``outputs``
+    or ``trajectories``/``times``); mesh layouts a format-v2 mesh or point
+    file (:func:`write_ragged_source`). Either way ``pde`` = the source
+    layout (e.g. ``"fno-mat"``, ``"pdebench-1d"``, ``"geofno-airfoil"``),
+    ``params`` = the source file name and the keys and layout details used,
+    and ``seed`` = 0. ``keys`` (``input_key``, ``output_key``) choose
+    variables in ``.mat`` files and point-data arrays in meshio files.
+    The file is written as ``<destination>.partial`` and renamed when complete;
+    on any failure the partial file is removed, so ``destination`` is either
+    absent, the old file, or complete. Returns ``destination``.
+    """
+    source, destination = Path(source), Path(destination)
+    if source_format is not None and source_format not in FORMATS:
+        listing = "; ".join(f"{name} ({what})" for name, what in FORMATS.items())
+        raise ConfigError(f"unknown format '{source_format}'; use one of: {listing}")
+    _check_destination(destination, overwrite)
+    layout = source_format or detect_format(source)
+    if layout in MESH_FORMATS:
+        return write_ragged_source(read_mesh_source(source, layout, **keys), destination, source, overwrite)
+    data = _read_grid(source, source_format, keys)  # read everything before touching the destination
     arrays = data["arrays"]
     per_sample = {name: arrays[name] for name in _PER_SAMPLE if name in arrays}
     extra = {name: a for name, a in arrays.items() if name not in per_sample}
@@ -179,6 +292,36 @@ def convert(source, destination, overwrite: bool = False, **keys) -> Path:
         writer.finish()
     except BaseException:
         writer.close()
-        partial.unlink(missing_ok=True)  # a conversion is redone from scratch, never resumed
+        partial_path(destination).unlink(missing_ok=True)  # a conversion is redone from scratch, never resumed
+        raise
+    return destination
+
+
+def _finite_sample(source: Path, index: int, sample: dict) -> dict:
+    for name in ("points", "inputs", "outputs"):
+        values = np.asarray(sample[name])
+        if values.dtype.kind not in "biuf":
+            raise DataError(f"{source}: sample {index}: {name} has dtype {values.dtype}; expected real numbers")
+        with np.errstate(over="ignore", invalid="ignore"):
+            finite = np.all(np.isfinite(values.astype(np.float64 if name == "points" else np.float32)))
+        if not finite:
+            raise DataError(f"{source}: sample {index}: {name} contain NaN or Inf (or values too large for "
+                            "float32); clean the file before converting it")
+    return sample
+
+
+def write_ragged_source(mesh: RaggedSource, destination: Path, source: Path, overwrite: bool = False) -> Path:
+    """Write the samples of ``mesh`` as a format-v2 mesh or point file at ``destination``, through
+    ``<destination>.partial``; on any failure the partial file is removed."""
+    writer = RaggedDatasetWriter(destination, pde=mesh.format, params={"source": source.name, **mesh.params},
+                                 seed=0, n_samples=mesh.n_samples, geometry=mesh.geometry, channels=mesh.channels,
+                                 dim=mesh.dim, cell_type=mesh.cell_type, overwrite=overwrite)
+    try:
+        for index, sample in enumerate(mesh.samples()):
+            writer.append([_finite_sample(source, index, sample)])
+        writer.finish()
+    except BaseException:
+        writer.close()
+        partial_path(destination).unlink(missing_ok=True)
         raise
     return destination

@@ -3,6 +3,11 @@
 Sample ``i`` depends only on ``(seed, i)``, so samples can be solved in any
 batches, in parallel processes or on a GPU, and an interrupted file resumes
 to exactly what an uninterrupted run writes (with the same ``batch``).
+
+Grid PDEs are written by :class:`~oplearn.data.writer.DatasetWriter`; mesh PDEs
+(``geometry = "mesh"``, see :mod:`oplearn.data.pdes`) one sample at a time
+through :class:`~oplearn.data.ragged.RaggedDatasetWriter`, with each sample's
+random draw in the per-sample dataset ``draws``.
 """
 
 from __future__ import annotations
@@ -25,15 +30,23 @@ from tqdm.auto import tqdm
 
 from oplearn.data.pdes import get_pde
 from oplearn.devices import resolve_device
+from oplearn.data.ragged import RaggedDatasetWriter
 from oplearn.data.writer import DatasetWriter
 from oplearn.errors import ConfigError
 
 
 WRITE_GROUP = 64  # samples per append (rounded up to whole batches)
+MESH_WRITE_GROUP = 8  # mesh samples per append (each takes a fraction of a second to solve)
 
 
 def _solve(pde, seed: int, resolution: int, device: str, indices: range) -> dict[str, np.ndarray]:
     return pde.solve_batch(seed, indices, resolution, device)
+
+
+def _solve_meshes(pde, seed: int, resolution: int, indices: range) -> list[dict]:
+    """Mesh samples ``indices`` as the ragged writer takes them (the protocol's ``draw`` stored as ``draws``)."""
+    samples = [pde.solve_sample(seed, i, resolution) for i in indices]
+    return [{**{k: v for k, v in s.items() if k != "draw"}, "draws": int(s["draw"])} for s in samples]
 
 
 def _worker_start(parent: int):
@@ -82,6 +95,11 @@ def generate(
     HDF5 file batch by batch (see :mod:`oplearn.data.store`) and its path is
     returned; without, a dict of arrays (``inputs``/``outputs`` ``(n, C, *S)``
     or ``trajectories`` ``(n, T, C, *S)`` and ``times``) is returned.
+
+    Mesh PDEs (``geometry = "mesh"``): ``resolution`` is the mesh's (elements
+    per unit length), samples are solved on the CPU one by one (``batch`` per
+    task of a worker), written to a mesh file with their ``draws``, or returned
+    as a list of sample dicts (``points``, ``cells``, channel groups, ``draws``).
     """
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
@@ -91,6 +109,10 @@ def generate(
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     device = str(resolve_device(device))
     problem = get_pde(pde, **(params or {}))
+    if getattr(problem, "geometry", "grid") == "mesh":
+        return _generate_meshes(problem, n, resolution, seed=seed, out=out, batch=batch,
+                                workers=workers or os.cpu_count() or 1, overwrite=overwrite, resume=resume,
+                                progress=progress)
     shapes, extra = problem.shapes(resolution), problem.extra(resolution)
     workers = 1 if torch.device(device).type != "cpu" else (workers or os.cpu_count() or 1)
     solve = partial(_solve, problem, seed, resolution, device)
@@ -112,6 +134,32 @@ def generate(
                 pending = []
         if pending:
             writer.append(_concatenate(pending))
+    return Path(out)
+
+
+def _generate_meshes(problem, n: int, resolution: int, *, seed: int, out, batch: int, workers: int,
+                     overwrite: bool, resume: bool, progress: bool) -> Path | list[dict]:
+    """:func:`generate` for a mesh PDE. A fresh run solves sample 0 here first, so a bad resolution or a
+    failing solver is reported before any file is made."""
+    solve = partial(_solve_meshes, problem, seed, resolution)
+    first = [] if resume else solve(range(0, 1))
+    if out is None:
+        rest = _solve_all(solve, 1, n, batch, workers, progress, problem.name)
+        return first + [sample for _, solved in rest for sample in solved]
+
+    with RaggedDatasetWriter(out, pde=problem.name, params=problem.model_dump(mode="json"), seed=seed, n_samples=n,
+                             geometry="mesh", channels=problem.channels, dim=problem.dim,
+                             cell_type=problem.cell_type, overwrite=overwrite, resume=resume,
+                             per_sample=("draws",)) as writer:
+        start = writer.n_done
+        pending = first if start == 0 else []
+        for _, solved in _solve_all(solve, start + len(pending), n, batch, workers, progress, problem.name):
+            pending += solved
+            if len(pending) >= MESH_WRITE_GROUP:
+                writer.append(pending)
+                pending = []
+        if pending:
+            writer.append(pending)
     return Path(out)
 
 

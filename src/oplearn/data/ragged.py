@@ -17,7 +17,9 @@ hexahedron). Datasets:
   ``point_offsets[i]:point_offsets[i + 1]``;
 * meshes only: ``cells`` (Q, k) int64, point indices local to their sample
   (0..N_i-1), and ``cell_offsets`` (n_samples + 1,) int64 likewise;
-* ``extra`` arrays written once at creation (e.g. ``times``), as in grid files.
+* ``extra`` arrays written once at creation (e.g. ``times``), as in grid files;
+* optional per-sample integers (n_samples,) int64, one dataset per name in the attribute
+  ``per_sample`` (JSON list), e.g. ``draws``: which random draw of the generator each sample is.
 
 Writing follows :class:`oplearn.data.writer.DatasetWriter`: ``<path>.partial``,
 ``n_done`` advanced only after the data is flushed, an atomic rename when
@@ -99,17 +101,22 @@ class RaggedDatasetWriter(PartialFileWriter):
 
     ``channels`` maps each channel group to its channel count, e.g.
     ``{"inputs": 1, "outputs": 1}``; ``dim`` is d; ``cell_type`` names the
-    mesh cells (None for point clouds). Same guarantees and ``with`` block as
+    mesh cells (None for point clouds); ``per_sample`` names integers stored one
+    per sample (each sample dict then has them). Same guarantees and ``with`` block as
     :class:`oplearn.data.writer.DatasetWriter`; a resume must match every
     setting, and a differing one is named.
     """
 
     def __init__(self, path, *, pde: str, params: dict, seed: int, n_samples: int, geometry: str,
                  channels: dict[str, int], dim: int, cell_type: str | None = None,
-                 extra: dict[str, np.ndarray] | None = None, overwrite: bool = False, resume: bool = False):
+                 extra: dict[str, np.ndarray] | None = None, overwrite: bool = False, resume: bool = False,
+                 per_sample: tuple[str, ...] = ()):
         _check_geometry(geometry, dim, cell_type)
         self.geometry, self.dim, self.cell_type = geometry, int(dim), cell_type
         self.channels = _check_channels(channels)
+        self.per_sample = tuple(per_sample)  # names of one int64 per sample, each a key of every sample dict
+        if set(self.per_sample) & {*RESERVED, *self.channels}:
+            raise DataError(f"per-sample names {list(self.per_sample)} clash with the point and cell datasets")
         self.groups = _groups(geometry, self.channels)
         super().__init__(path, pde=pde, params=params, seed=seed, n_samples=n_samples, extra=extra,
                          overwrite=overwrite, resume=resume)
@@ -117,20 +124,26 @@ class RaggedDatasetWriter(PartialFileWriter):
     # -- the file layout --------------------------------------------------------
 
     def _dataset_names(self) -> list[str]:
-        return [name for names in self.groups.values() for name in names] + [f"{g}_offsets" for g in self.groups]
+        return ([name for names in self.groups.values() for name in names] + [f"{g}_offsets" for g in self.groups]
+                + list(self.per_sample))
 
     def _settings(self) -> dict:
         settings = {"geometry": self.geometry, "dim": self.dim, "channels": self.channels}
+        if self.per_sample:
+            settings["per_sample"] = list(self.per_sample)
         return settings if self.cell_type is None else {**settings, "cell_type": self.cell_type}
 
     def _attrs(self) -> dict:
-        return {**self._settings(), "channels": json.dumps(self.channels)}
+        attrs = {**self._settings(), "channels": json.dumps(self.channels)}
+        return {**attrs, "per_sample": json.dumps(self.per_sample)} if self.per_sample else attrs
 
     def _stored_settings(self, f: h5py.File) -> dict:
         a = f.attrs
         stored = {key: a[key] for key in ("geometry", "dim", "cell_type") if key in a}
         if "channels" in a:
             stored["channels"] = json.loads(a["channels"])
+        if "per_sample" in a:
+            stored["per_sample"] = json.loads(a["per_sample"])
         return stored
 
     def _widths(self) -> dict[str, tuple[int, type]]:
@@ -146,6 +159,8 @@ class RaggedDatasetWriter(PartialFileWriter):
                              dtype=dtype, dcpl=early_dcpl())
         for group in self.groups:
             f.create_dataset(f"{group}_offsets", data=np.zeros(self.n_samples + 1, np.int64), dcpl=early_dcpl())
+        for name in self.per_sample:
+            f.create_dataset(name, data=np.zeros(self.n_samples, np.int64))
 
     def _finalize(self, f: h5py.File) -> None:
         """Trim the spare rows, so the finished file holds exactly the samples' rows."""
@@ -159,7 +174,7 @@ class RaggedDatasetWriter(PartialFileWriter):
     def _checked(self, sample, index: int) -> dict[str, np.ndarray]:
         """One sample's arrays, checked and converted to the stored dtypes."""
         what = f"append(): sample {index}"
-        wanted = set(self._widths())
+        wanted = {*self._widths(), *self.per_sample}
         if not isinstance(sample, dict) or set(sample) != wanted:
             got = sorted(sample) if isinstance(sample, dict) else type(sample).__name__
             raise DataError(f"{what} has {got}, but the file stores {sorted(wanted)}; pass a dict of exactly those")
@@ -180,6 +195,10 @@ class RaggedDatasetWriter(PartialFileWriter):
                 raise DataError(f"{what}: '{name}' has shape {values.shape} and dtype {values.dtype}, expected "
                                 f"({shape.n_points}, {size}) real numbers: one row of {size} channel(s) per point")
             out[name] = finite_float32(values, f"{what}: '{name}'")
+        for name in self.per_sample:
+            if not isinstance(sample[name], (int, np.integer)) or isinstance(sample[name], bool):
+                raise DataError(f"{what}: '{name}' is {sample[name]!r}; give one whole number per sample")
+            out[name] = int(sample[name])
         return out
 
     def _reserve(self, names: list[str], rows: int) -> None:
@@ -212,6 +231,8 @@ class RaggedDatasetWriter(PartialFileWriter):
             for name in names:
                 f[name][first:ends[-1]] = np.concatenate([s[name] for s in checked])
             offsets[start + 1:start + 1 + len(checked)] = ends
+        for name in self.per_sample:
+            f[name][start:start + len(checked)] = [s[name] for s in checked]
         self._commit(start + len(checked))
 
 

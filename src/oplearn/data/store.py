@@ -167,10 +167,10 @@ def is_oplearn_file(path) -> bool:
     path = Path(path)
     if not path.is_file() or not h5py.is_hdf5(path):
         return False
-    try:
-        with h5py.File(path, "r", locking=False) as f:
+    try:  # the same open flags as every other read, or HDF5 refuses a file this process already holds open
+        with open_hdf5(path) as f:
             return "oplearn_format" in f.attrs
-    except (OSError, RuntimeError, KeyError):
+    except (DataError, OSError, RuntimeError, KeyError):
         return False
 
 

@@ -13,7 +13,7 @@ from oplearn.analysis.spectrum import spectral_report
 from oplearn.data.sources import check_like_training, load_source, open_data
 from oplearn.errors import ConfigError, DataError
 from oplearn.files import atomic_path, write_atomic
-from oplearn.plot import plot_prediction, plot_queries, plot_spectrum
+from oplearn.plot import plot_mesh_prediction, plot_prediction, plot_queries, plot_spectrum
 from oplearn.train.checkpoint import read_meta
 from oplearn.train.recipes import load_run
 from oplearn.train.run_dir import RunDir
@@ -28,7 +28,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
 
     Besides the error, each result holds the error by wavenumber band and the
     energy spectra of truth, prediction and error (:mod:`oplearn.analysis.spectrum`,
-    grid data taken as periodic) over the first ``SPECTRUM_SAMPLES`` samples.
+    grid data taken as periodic) over the first ``SPECTRUM_SAMPLES`` samples;
+    mesh and point data get the figure of their first sample on its points.
 
     ``data``: a file to test on. ``resolution``: generate the run's test set
     recipe at that resolution (zero-shot super-resolution). Neither: the
@@ -66,6 +67,8 @@ def evaluate_run(run: str | Path, data: str | Path | None = None, resolution: in
         results[name] = {"rel_l2": error, **data_summary(dataset), "samples": len(dataset)}
         if dataset.kind == "grid":
             results[name].update(_grid_report(name, dataset, model, task, device, error, run))
+        else:
+            results[name]["figure"] = str(_mesh_figure(name, dataset, model, task, device, error, run))
         write_atomic(run.evaluation(name), json.dumps(results[name], indent=2))
     return results
 
@@ -85,6 +88,17 @@ def _grid_report(name: str, dataset, model, task, device, error: float, run: Run
     spectrum_figure = plot_spectrum(targets, predictions, run.figure(f"{name}_spectrum"), title=title)
     return {"band_relative_errors": spectrum["band_relative_errors"], "figure": str(figure),
             "spectrum_figure": str(spectrum_figure), "spectrum": spectrum}
+
+
+def _mesh_figure(name: str, dataset, model, task, device, error: float, run: RunDir) -> Path:
+    """Input, truth, prediction and error of the first mesh or point-cloud sample, drawn on its points."""
+    batch = dataset.batch([0])
+    with torch.no_grad():
+        prediction = task.predict(model, batch.with_targets(None).to(device)).cpu()
+    cells = batch.cells[0].numpy() if batch.cells else None
+    title = f"{name}: {dataset.kind} sample 0 ({batch.inputs.shape[-1]} points), test relative L2 {error:.4f}"
+    return plot_mesh_prediction(batch.coords[0].T.numpy(), cells, batch.inputs[0].numpy(), batch.targets[0].numpy(),
+                                prediction[0].numpy(), run.figure(name), title=title)
 
 
 QUERY_SAMPLES = 64

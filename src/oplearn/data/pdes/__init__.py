@@ -13,6 +13,22 @@ Each entry is a frozen pydantic model whose fields are the PDE's parameters
   sample ``i`` depends only on ``(seed, i)`` (noise from
   ``np.random.default_rng([seed, i])``), so any batching gives the same data.
   A solver that produces NaN/inf raises ``SolverError`` naming the sample.
+
+Mesh PDEs (samples on their own meshes, written as format-2 mesh files by
+:func:`oplearn.data.generate.generate`) are frozen pydantic models likewise,
+with ClassVars ``name``, ``steady = True``, ``geometry = "mesh"``,
+``cell_type`` (meshio's name, e.g. ``"triangle"``), ``dim`` (d) and
+``channels`` (e.g. ``{"inputs": 1, "outputs": 1}``), and
+
+- ``solve_sample(seed, index, resolution) -> dict``: ``points`` (N, d)
+  float64, ``cells`` (M, k) int64, one (N, C) array per channel group, and
+  ``"draw"`` (int). ``resolution`` is the mesh's (elements per unit length).
+  Draw d takes its randomness from ``np.random.default_rng([seed, index, d])``;
+  d = 0 first, and a failed draw (meshing failure, Newton divergence,
+  non-finite values) is retried with d + 1 up to a limit, after which a
+  ``SolverError`` names the sample index (see
+  :func:`oplearn.data.pdes.fem.solve_with_redraws`). Bad arguments raise
+  ``ConfigError``.
 """
 
 from __future__ import annotations
@@ -20,14 +36,20 @@ from __future__ import annotations
 from pydantic import BaseModel, ValidationError
 
 from oplearn.data.pdes.advection import Advection
+from oplearn.data.pdes.airfoil import Airfoil
 from oplearn.data.pdes.burgers import Burgers
 from oplearn.data.pdes.darcy import DarcyFlow
+from oplearn.data.pdes.darcy_domain import DarcyDomain
+from oplearn.data.pdes.elasticity import Elasticity
 from oplearn.data.pdes.heat import Heat
 from oplearn.data.pdes.navier_stokes import NavierStokes
+from oplearn.data.pdes.pipe import Pipe
 from oplearn.errors import ConfigError
 
 PDES: dict[str, type[BaseModel]] = {"darcy": DarcyFlow, "burgers": Burgers, "advection": Advection,
-                                   "heat": Heat, "navier_stokes": NavierStokes}
+                                   "heat": Heat, "navier_stokes": NavierStokes,
+                                   "darcy_domain": DarcyDomain, "elasticity": Elasticity,
+                                   "pipe": Pipe, "airfoil": Airfoil}
 
 
 def _condense(name: str, error: ValidationError, pde: type[BaseModel]) -> str:
@@ -53,4 +75,5 @@ def get_pde(name: str, **params):
         raise ConfigError(_condense(name, error, pde)) from None
 
 
-__all__ = ["PDES", "Advection", "Burgers", "DarcyFlow", "Heat", "NavierStokes", "get_pde"]
+__all__ = ["PDES", "Advection", "Burgers", "DarcyDomain", "DarcyFlow", "Elasticity", "Heat", "NavierStokes",
+           "get_pde"]
