@@ -96,8 +96,8 @@ def generate(
     returned; without, a dict of arrays (``inputs``/``outputs`` ``(n, C, *S)``
     or ``trajectories`` ``(n, T, C, *S)`` and ``times``) is returned.
 
-    Mesh PDEs (``geometry = "mesh"``): ``resolution`` is the mesh's (elements
-    per unit length), samples are solved on the CPU one by one (``batch`` per
+    Mesh PDEs (``geometry = "mesh"``): ``resolution`` is the mesh's fineness in
+    the PDE's unit (see :mod:`oplearn.data.pdes`), samples are solved on the CPU one by one (``batch`` per
     task of a worker), written to a mesh file with their ``draws``, or returned
     as a list of sample dicts (``points``, ``cells``, channel groups, ``draws``).
     """

@@ -22,7 +22,9 @@ with ClassVars ``name``, ``steady = True``, ``geometry = "mesh"``,
 
 - ``solve_sample(seed, index, resolution) -> dict``: ``points`` (N, d)
   float64, ``cells`` (M, k) int64, one (N, C) array per channel group, and
-  ``"draw"`` (int). ``resolution`` is the mesh's (elements per unit length).
+  ``"draw"`` (int). ``resolution`` sets the mesh's fineness in each PDE's own
+  unit, stated in its docstring: elements per unit length (darcy_domain,
+  elasticity), lattice points per side (pipe), points per surface (airfoil).
   Draw d takes its randomness from ``np.random.default_rng([seed, index, d])``;
   d = 0 first, and a failed draw (meshing failure, Newton divergence,
   non-finite values) is retried with d + 1 up to a limit, after which a

@@ -54,9 +54,9 @@ def start_gmsh():
 
     if not gmsh.isInitialized():
         gmsh.initialize(argv=[], readConfigFiles=False, interruptible=False)
-    gmsh.clear()
-    for option, value in GMSH_OPTIONS.items():
+    for option, value in GMSH_OPTIONS.items():  # first, so that clear() is silent too
         gmsh.option.setNumber(option, value)
+    gmsh.clear()
     return gmsh
 
 
