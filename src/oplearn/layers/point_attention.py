@@ -343,14 +343,24 @@ class PhysicsAttention(nn.Module):
             weights = self.slice_weights(s, keep, seed(part))
             return torch.einsum("bhng,bhnd->bhgd", weights, split_heads(f, self.n_heads)), weights.sum(2)
 
-        totals, norms = sum_over_points(slice_sums, [features, slice_in], mask, chunk)
-        tokens = (totals / (norms[..., None] + self.eps)).to(features.dtype)               # (B, H, G, D)
-        q, k, v = self.query(tokens), self.key(tokens), self.value(tokens)
-        attention = self.dropout((q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1))
-        tokens = attention @ v
+        if chunk is None or chunk >= features.shape[1]:  # one pass: the slice weights computed once
+            weights = self.slice_weights(slice_in, mask, seed(slice(0, features.shape[1])))
+            totals = torch.einsum("bhng,bhnd->bhgd", weights, split_heads(features, self.n_heads))
+            tokens = self._attend_among_slices(totals, weights.sum(2), features.dtype)
+            return self.output_dropout(self.output(merge_heads(weights @ tokens)))
 
-        def deslice(part, s, keep=None):
+        totals, norms = sum_over_points(slice_sums, [features, slice_in], mask, chunk)
+        tokens = self._attend_among_slices(totals, norms, features.dtype)
+
+        def deslice(part, s, keep=None):  # the chunk's slice weights again: nothing of size N is kept
             weights = self.slice_weights(s, keep, seed(part))
             return self.output_dropout(self.output(merge_heads(weights @ tokens.to(weights.dtype))))
 
         return map_over_points(deslice, [slice_in] if mask is None else [slice_in, mask], chunk)
+
+    def _attend_among_slices(self, totals: torch.Tensor, norms: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """Slice tokens ``totals / (norms + eps)`` ``(B, H, G, D)``, then softmax attention among them."""
+        tokens = (totals / (norms[..., None] + self.eps)).to(dtype)
+        q, k, v = self.query(tokens), self.key(tokens), self.value(tokens)
+        attention = self.dropout((q @ k.transpose(-1, -2) / math.sqrt(q.shape[-1])).softmax(-1))
+        return attention @ v
