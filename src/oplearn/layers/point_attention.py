@@ -155,12 +155,16 @@ def as_model_output(y: torch.Tensor, grid: tuple[int, ...] | None, mask: torch.T
 
 
 def fit_dimension(model, train) -> dict:
-    """``{"dim": d}`` of the training data (grid axes or point dimension); checks a ``dim`` already set."""
+    """``{"dim": d}`` of the training data (grid axes or point dimension). An unset ``model.hyper.dim`` is set
+    to it and the model's layers built (``model._build()``); a ``dim`` already set is checked against it."""
     found = len(train.resolution) if train.kind == "grid" else int(train.dim)
     given = model.hyper.dim
     if given is not None and given != found:
         raise ConfigError(f"model {model.name}: dim={given} does not match the training data's {found}-D points; "
                           "leave dim unset to take it from the data")
+    if given is None:
+        model.hyper = model.hyper.model_copy(update={"dim": found})
+        model._build()
     return {"dim": found}
 
 

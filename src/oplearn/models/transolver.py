@@ -123,11 +123,7 @@ class Transolver(Operator):
 
     def fit_to_data(self, train, encode_outputs=None) -> dict:
         """Take the points' dimension from the training data and build the layers."""
-        found = fit_dimension(self, train)
-        if self.hyper.dim is None:
-            self.hyper = self.hyper.model_copy(update=found)
-            self._build()
-        return found
+        return fit_dimension(self, train)
 
     def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 queries: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
