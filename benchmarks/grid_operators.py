@@ -13,7 +13,7 @@ files of ``oplearn reproduce darcy``, 1000 train / 100 test; ``--n-train`` takes
 paper's data; a CPU budget may take 128, and says so).
 
 Every model gets the same data, optimizer (Adam, lr 1e-3, weight decay 1e-4, cosine schedule), batch size,
-epochs and seeds; widths are chosen so the parameter counts are of the same order (``--count`` prints them).
+epochs and seeds; widths are chosen so every model has 0.84-1.12M parameters (``--count`` prints them).
 Each (model, seed) runs in its own process with ``--threads`` threads, so its peak resident memory
 (ru_maxrss) is its own. The table gives mean +- std over seeds of the test relative L2, the parameter count,
 seconds per epoch (median over epochs) and peak memory.
@@ -29,16 +29,16 @@ from pathlib import Path
 
 from operator_table import run_rows, summarize, train_row  # benchmarks/operator_table.py, next to this script
 
-MODELS = {  # label -> model section (Darcy: 1 channel in and out; NS: 10 in, 1 out per step)
-    "FNO": {"name": "fno", "modes": [12, 12], "width": 32, "padding": 0.1},
-    "TFNO (Tucker 0.1)": {"name": "tfno", "modes": [12, 12], "width": 32, "padding": 0.1, "rank": 0.1},
-    "G-FNO (p4)": {"name": "gfno", "modes": 12, "width": 16, "group": "p4", "padding": 0.1},
+MODELS = {  # label -> model section (Darcy: 1 channel in and out; NS: 10 in, 1 out per step); 0.84-1.12M parameters
+    "FNO": {"name": "fno", "modes": [12, 12], "width": 20, "padding": 0.1},
+    "TFNO (Tucker 0.42)": {"name": "tfno", "modes": [12, 12], "width": 32, "padding": 0.1, "rank": 0.42},
+    "G-FNO (p4)": {"name": "gfno", "modes": 12, "width": 12, "group": "p4", "padding": 0.1},
     "F-FNO": {"name": "ffno", "modes": [16, 16], "width": 64, "n_layers": 4, "padding": 0.1},
-    "T1 (DCT)": {"name": "t1", "transform": "dct", "modes": [24, 24], "width": 32, "n_layers": 4},
-    "U-NO": {"name": "uno", "modes": [[8, 8], [6, 6], [4, 4], [6, 6], [8, 8]], "width": 32, "padding": 0.1},
-    "MgNO": {"name": "mgno", "width": 32, "padding_mode": "zeros"},
-    "LSM": {"name": "lsm", "width": 32},
-    "U-Net": {"name": "unet", "width": 32, "levels": 4},
+    "T1 (DCT)": {"name": "t1", "transform": "dct", "modes": [24, 24], "width": 20, "n_layers": 4},
+    "U-NO": {"name": "uno", "modes": [[8, 8], [6, 6], [4, 4], [6, 6], [8, 8]], "width": 16, "padding": 0.1},
+    "MgNO": {"name": "mgno", "width": 50, "padding_mode": "zeros"},
+    "LSM": {"name": "lsm", "width": 18},
+    "U-Net": {"name": "unet", "width": 11, "levels": 4},
 }
 
 PUBLISHED = {  # relative L2, Transolver's table (ICML 2024): Darcy 85 / NS 1e-5

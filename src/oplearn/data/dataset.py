@@ -55,6 +55,9 @@ class FieldDataset:
 
     kind = "grid"
     location = "nodes"
+    pde: str | None = None  # the equation the data solve and its parameters, for physics loss terms
+    params: dict = {}
+    targets = True  # False: batches carry no targets (data-free training from the inputs alone)
 
     def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str = "data"):
         self.name = name
@@ -94,18 +97,21 @@ class FieldDataset:
         from oplearn.data.store import is_oplearn_file, read_attributes
 
         path, name = Path(path), name or str(path)
-        if is_oplearn_file(path):
-            location = read_attributes(path).get("grid_location", "nodes")
-            if in_memory is not True:
-                lazy = _LazyPairs(path, name, n, input_steps, output_steps)
-                if in_memory is False or lazy.bytes > IN_MEMORY_BYTES:
-                    dataset = cls.__new__(cls)
-                    dataset.name, dataset._pairs, dataset.location = name, lazy, location
-                    return dataset
+        if not is_oplearn_file(path):
+            return cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
+        attributes = read_attributes(path)
+        lazy = None if in_memory is True else _LazyPairs(path, name, n, input_steps, output_steps)
+        if lazy is not None and (in_memory is False or lazy.bytes > IN_MEMORY_BYTES):
+            dataset = cls.__new__(cls)
+            dataset.name, dataset._pairs = name, lazy
         else:
-            location = "nodes"
-        dataset = cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
-        dataset.location = location
+            dataset = cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
+        dataset.location = attributes.get("grid_location", "nodes")
+        dataset.pde, dataset.params = attributes.get("pde"), dict(attributes.get("params") or {})
+        times = _stored_times(path)
+        if times is not None:  # trajectories: the physical times of the chosen snapshots
+            dataset.params["input_times"] = [float(times[s]) for s in input_steps]
+            dataset.params["output_times"] = [float(times[s]) for s in output_steps]
         return dataset
 
     def __len__(self) -> int:
@@ -134,12 +140,22 @@ class FieldDataset:
         ``spacing`` is the grid step per axis: ``1 / (n - 1)`` on nodes, ``1 / n`` on cells.
         """
         inputs, outputs = self._pairs.read(indices)
-        return Batch(inputs, outputs, spacing=Grid(self.resolution, self.location).spacing)
+        return Batch(inputs, outputs if self.targets else None, spacing=Grid(self.resolution, self.location).spacing,
+                     pde=self.pde, params=self.params)
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """All samples in order, ``batch_size`` at a time."""
         for start in range(0, len(self), batch_size):
             yield self.batch(range(start, min(start + batch_size, len(self))))
+
+
+def _stored_times(path: Path) -> np.ndarray | None:
+    """The ``times`` dataset of a trajectory file, ``(T,)`` float64, or None."""
+    from oplearn.data.store import open_dataset
+
+    with open_dataset(path) as handle:
+        return np.asarray(handle["times"], dtype=np.float64) if "trajectories" in handle and "times" in handle \
+            else None
 
 
 class _MemoryPairs:

@@ -60,6 +60,7 @@ class PointDataset:
         if available == 0:
             raise DataError(f"{name} holds no samples")
         self.name, self.kind, self.pde, self.params = name, kind, pde, dict(params or {})
+        self.targets = True  # False: batches carry no targets (data-free training)
         self._source, self._length = samples, available if n is None else n
         first = self._read([0])[0]
         _check_sample(name, 0, first, None, None)
@@ -107,7 +108,7 @@ class PointDataset:
         cells = None
         if self.kind == "mesh":
             cells = [torch.as_tensor(np.asarray(s["cells"]), dtype=torch.long) for s in samples]
-        return Batch(stack("inputs"), stack("outputs"), kind=self.kind, coords=stack("points"), mask=mask,
+        return Batch(stack("inputs"), stack("outputs") if self.targets else None, kind=self.kind, coords=stack("points"), mask=mask,
                      cells=cells, pde=self.pde, params=self.params)
 
     def batches(self, batch_size: int) -> Iterator[Batch]:

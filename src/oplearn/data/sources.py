@@ -60,6 +60,7 @@ def load_source(source, name: str, progress: bool = False, is_main: bool = True,
             n != source.resolution for n in dataset.resolution):
         raise DataError(f"{path} has grid {dataset.resolution}, but resolution {source.resolution} was asked for; "
                         "delete the file to regenerate it or fix the config")
+    dataset.targets = getattr(source, "targets", True)
     return dataset
 
 

@@ -40,6 +40,7 @@ class DataSource(_Strict):
     input_steps: list[int] = [0]
     output_steps: list[int] = [-1]
     in_memory: bool | None = None
+    targets: bool = True  # false: batches carry the inputs only (data-free physics training; test data need them)
 
     @model_validator(mode="after")
     def _generation_needs_size(self):
@@ -85,6 +86,9 @@ class OptimConfig(_Strict):
     # A term's name (relative_l2, h1, h2, h-1, ...) or a weighted list of terms: [{name: relative_l2, weight: 1.0},
     # {name: h1, weight: 0.1}] (oplearn.train.objective).
     loss: str | list[LossTerm] = "relative_l2"
+    # How the loss terms' weights move (oplearn.train.balancing): fixed, softadapt, relobralo, gradient_norm, or
+    # {scheme: relobralo, tau: 0.1, ...} with the scheme's options.
+    balance: str | dict[str, Any] = "fixed"
     precision: Literal["fp32", "mixed"] = "fp32"  # mixed: bf16 autocast, FFTs in fp32 (oplearn.precision)
     tf32: bool = False  # TF32 CUDA matmuls in fp32 mode
     compile: bool = False  # torch.compile the model for training (evaluation and checkpoints use the module)

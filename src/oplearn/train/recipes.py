@@ -169,7 +169,7 @@ def load_run(run: str | Path, device: str | torch.device = "auto") -> tuple[Conf
     config = load_config(run.config)
     _check_matches_checkpoint(run, config, checkpoint.state)
     device = resolve_device(device)
-    loss = Objective.from_config(config.train.loss)
+    loss = Objective.from_config(config.train.loss, config.train.balance)
     recipe = RECIPES[config.stage.recipe] if config.stage is not None else None
     channels = checkpoint.state["channels"]
     model = recipe.build_model(config, channels) if recipe else _build(config, channels)
@@ -188,7 +188,7 @@ def setup(config: Config, train, device: torch.device) -> tuple[nn.Module, Task,
     keeps the period of the training grid on every other grid (``oplearn.layers.padding``).
     """
     torch.manual_seed(config.seed)
-    loss = Objective.from_config(config.train.loss)
+    loss = Objective.from_config(config.train.loss, config.train.balance)
     task_class = get_task(config.train.task)
     if train.kind not in task_class.geometries:
         raise ConfigError(f"train.task {config.train.task} works on {', '.join(sorted(task_class.geometries))} "

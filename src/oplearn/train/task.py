@@ -73,10 +73,14 @@ def model_arguments(batch: Batch) -> dict:
 def fit_normalizers(train, normalize_inputs: bool = True, normalize_outputs: bool = True, batch_size: int = 256):
     """Per-channel normalizers of inputs and targets, fitted on ``train`` in one streaming pass (padded
     points excluded); ``None`` for a side not normalized."""
+    if normalize_outputs and not getattr(train, "targets", True):
+        raise ConfigError("the training data carry no targets (data.train.targets: false), so nothing fits an output "
+                          "normalizer; set data.normalize_outputs: false")
     inputs, outputs = ChannelMoments(), ChannelMoments()
     for batch in train.batches(batch_size):
         inputs.add(batch.inputs, batch.mask)
-        outputs.add(batch.targets, batch.mask)
+        if normalize_outputs:
+            outputs.add(batch.targets, batch.mask)
     return inputs.normalizer() if normalize_inputs else None, outputs.normalizer() if normalize_outputs else None
 
 
@@ -124,7 +128,7 @@ class Task:
 
     def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """``(batch,)`` training losses (the objective) in physical units."""
-        return self.loss(self.predict(model, batch), batch)
+        return self.loss(self.predict(model, batch), batch, lambda other: self.predict(model, other))
 
     def per_sample_error(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         """``(batch,)`` relative L2 errors of the prediction: the score every run reports."""
@@ -148,7 +152,8 @@ class Task:
         was_training = model.training
         model.eval()
         try:
-            self.per_sample_error(model, data.batch([0]).to(device))
+            batch = data.batch([0]).to(device)
+            (self.per_sample_error if batch.targets is not None else self.per_sample_loss)(model, batch)
         except OplearnError as error:
             raise type(error)(f"{label}: {error}") from None
         except (RuntimeError, ValueError) as error:

@@ -137,6 +137,10 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
 
     channels = list(train.channels)
     model, task, config = setup(config, train, context.device)
+    task.loss.attach(model)
+    if context.distributed and task.loss.balancer is not None and task.loss.balancer.needs_gradient_norms:
+        raise ConfigError("train.balance gradient_norm differentiates each term separately, which DDP does not "
+                          "support; train on one process or choose softadapt or relobralo")
     splits = {"train": (config.data.train, train), "test": (config.data.test, test),
               **{name: (config.data.extra_tests[name], data) for name, data in extras.items()}}
     for name, (source, data) in splits.items():  # every split fits the model before anything is written
@@ -161,6 +165,7 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         checkpoint = Checkpoint(run.checkpoint)
         checkpoint.restore(model, optimizer, scheduler)
         torch.set_rng_state(checkpoint.extra()["rng.torch"])
+        task.loss.load_state(checkpoint.extra())
         start_epoch = checkpoint.state["epoch"]
     trained = DistributedDataParallel(model) if context.distributed else model
     if config.train.compile:
@@ -208,7 +213,7 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
                 callback.on_epoch_end(epoch + 1, metrics, model)
             try:
                 save_checkpoint(run.checkpoint, model, optimizer, scheduler,
-                                extra={**task.state(), "rng.torch": torch.get_rng_state()},
+                                extra={**task.state(), **task.loss.state(), "rng.torch": torch.get_rng_state()},
                                 state={"epoch": epoch + 1, "metrics": metrics, "channels": channels,
                                        "data": data_summary(train), "config": config.model_dump(mode="json")})
             except (OSError, SafetensorError) as error:

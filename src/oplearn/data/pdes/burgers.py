@@ -17,6 +17,11 @@ time. Writing v = rfft(u) and k for the wavenumbers,
 with D zeroing every |k| >= N / 3. The time step follows the CFL condition
 dt <= CFL_SAFETY / (N max|u0|) for each sample; the maximum principle keeps
 max|u| <= max|u0|, so the bound holds for the whole run.
+
+PDE residual (``Burgers.residual``, see :mod:`oplearn.data.pdes.periodic`):
+the raw left-hand side r = u_t + (u^2 / 2)_x - nu u_xx with the solver's
+spectral operators (u dealiased before squaring, the flux derivative
+dealiased) and u_t by second-order finite differences of the snapshots.
 """
 
 from __future__ import annotations
@@ -116,6 +121,22 @@ class Burgers(PeriodicEvolution):
         All samples advance together; each keeps its own time step, so a sample's data does not depend on its batch.
         """
         return solve_burgers(initial, self.viscosity, self.times(), self.time_steps(initial))[..., ::stride]
+
+    def spatial_operator(self, u: torch.Tensor) -> torch.Tensor:
+        """(u^2 / 2)_x - nu u_xx of snapshots ``u`` (M, N) on x_j = j / N, (M, N) in u's dtype.
+
+        Spectral, as the solver: with v = rfft(u) and D the 2/3-rule mask (|k| < N / 3),
+        rfft of the result = i pi k D rfft(irfft(D v)^2) + nu (2 pi k)^2 v, k = 0 .. N/2.
+        """
+        points = u.shape[-1]
+        integer = torch.fft.rfftfreq(points, d=1.0 / points, dtype=torch.float64, device=u.device)
+        dealias = (integer < points / 3).to(u.dtype)
+        flux_derivative = (math.pi * integer).to(u.dtype) * dealias  # times i: (1/2) d/dx, dealiased
+        viscous = (self.viscosity * (2 * math.pi * integer) ** 2).to(u.dtype)
+        v = torch.fft.rfft(u)
+        smooth = torch.fft.irfft(dealias * v, n=points)
+        flux_hat = torch.fft.rfft(smooth * smooth)
+        return torch.fft.irfft(1j * flux_derivative * flux_hat + viscous * v, n=points)
 
     def remedy(self, initial: torch.Tensor, batch_index: int) -> str:
         """A quarter of the diverged sample's time step."""

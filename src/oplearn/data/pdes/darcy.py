@@ -183,6 +183,16 @@ class DarcyFlow(BaseModel):
         """Steady problem: no whole-file datasets."""
         return {}
 
+    def residual(self, u: torch.Tensor, batch) -> torch.Tensor:
+        """-div(a grad u) - f of a predicted ``u (B, 1, n, n)`` with ``a = batch.inputs[:, :1]``: see
+        :func:`darcy_residual` (interior nodes ``(B, 1, n-2, n-2)``, or all cells with ``grid="cells"``)."""
+        return darcy_residual(batch.inputs[:, :1], u, self.forcing, self.grid)
+
+    def boundary_residual(self, u: torch.Tensor, batch) -> torch.Tensor:
+        """The boundary values of ``u`` (zero for a solution): ``(B, 1, 4(n-1))`` on the nodes' outer ring, or
+        with ``grid="cells"`` the values extrapolated (second order) from the outer cells to the walls."""
+        return darcy_boundary_values(u, self.grid)
+
     def solve_batch(self, seed: int, indices, resolution: int, device="cpu") -> dict[str, np.ndarray]:
         """Samples ``indices`` stacked: inputs/outputs ``(len(indices), 1, R, R)``.
 
@@ -209,6 +219,60 @@ class DarcyFlow(BaseModel):
             "inputs": a_fine[::step, ::step][None].astype(np.float32),
             "outputs": u_fine[::step, ::step][None].astype(np.float32),
         }
+
+
+def darcy_residual(a: torch.Tensor, u: torch.Tensor, forcing: float | torch.Tensor = 1.0,
+                   location: str = "nodes") -> torch.Tensor:
+    """The residual of -div(a grad u) = f in the conservative form of :func:`solve_darcy`, in torch.
+
+    ``a``, ``u``: ``(..., n, n)`` on the unit square; ``forcing`` a scalar or a tensor broadcasting to u.
+    ``location="nodes"`` (x_i = i/(n-1)): at each interior node, (sum over its four faces of
+    a_face (u_p - u_neighbour)) / h^2 - f, a_face the mean of a at the face's two nodes; shape ``(..., n-2, n-2)``.
+    The solver's own solution makes it zero to rounding; the exact solution, O(h^2) for smooth a.
+    ``location="cells"`` (x_i = (i + 1/2)/n, the FNO paper's files): the same five-point form at every cell,
+    with u = 0 on the walls through mirror cells (u_ghost = -u, a_ghost = a); shape ``(..., n, n)``. The mirror
+    keeps a two-valued a two-valued; at the wall cells it is first order in a's normal derivative there.
+    Differentiable in ``u`` and ``a``.
+    """
+    n = u.shape[-1]
+    if location == "cells":
+        h = 1.0 / n
+        u = torch.nn.functional.pad(u, (1, 1, 1, 1))
+        u = _mirror_walls(u, lambda edge: -edge)
+        a = _mirror_walls(torch.nn.functional.pad(a, (1, 1, 1, 1)), lambda edge: edge)
+    elif location == "nodes":
+        h = 1.0 / (n - 1)
+    else:
+        raise ConfigError(f"Darcy grid location must be 'nodes' or 'cells', got {location!r}")
+    centre = u[..., 1:-1, 1:-1]
+    flux = torch.zeros_like(centre)
+    for shift in ((0, 2), (2, 0)):  # neighbours along x (first grid axis) then y, both sides
+        for side in (0, 2):
+            rows = slice(side, side + centre.shape[-2]) if shift[0] else slice(1, -1)
+            cols = slice(side, side + centre.shape[-1]) if shift[1] else slice(1, -1)
+            neighbour_u, neighbour_a = u[..., rows, cols], a[..., rows, cols]
+            flux = flux + 0.5 * (a[..., 1:-1, 1:-1] + neighbour_a) * (centre - neighbour_u)
+    return flux / h**2 - forcing
+
+
+def _mirror_walls(padded: torch.Tensor, reflect) -> torch.Tensor:
+    """Fill the one-cell frame of a padded ``(..., n+2, n+2)`` array with ``reflect`` of its inner ring."""
+    padded = padded.clone()
+    padded[..., 0, :], padded[..., -1, :] = reflect(padded[..., 1, :]), reflect(padded[..., -2, :])
+    padded[..., :, 0], padded[..., :, -1] = reflect(padded[..., :, 1]), reflect(padded[..., :, -2])
+    return padded
+
+
+def darcy_boundary_values(u: torch.Tensor, location: str = "nodes") -> torch.Tensor:
+    """``u`` on the boundary of the unit square, ``(..., 4 m)``: the nodes' outer ring (m = n - 1), or for
+    cell data the second-order extrapolation (3 u_0 - u_1) / 2 from the two outermost cells to each wall
+    (m = n)."""
+    if location == "cells":
+        sides = [(3 * u[..., 0, :] - u[..., 1, :]) / 2, (3 * u[..., -1, :] - u[..., -2, :]) / 2,
+                 (3 * u[..., :, 0] - u[..., :, 1]) / 2, (3 * u[..., :, -1] - u[..., :, -2]) / 2]
+    else:
+        sides = [u[..., 0, :-1], u[..., :-1, -1], u[..., -1, 1:], u[..., 1:, 0]]
+    return torch.cat(sides, dim=-1)
 
 
 def _check_resolution(resolution: int) -> None:

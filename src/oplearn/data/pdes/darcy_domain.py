@@ -100,6 +100,48 @@ class DarcyDomain(BaseModel):
         u = fem.solve_diffusion(basis, a, self.forcing)
         return {"points": nodes, "cells": cells, "inputs": a[:, None], "outputs": u[:, None]}
 
+    # -- physics-informed losses: residuals of a prediction on a mesh batch ------------------------
+
+    def residual(self, u, batch):
+        """The PDE residual of ``u (B, 1, N)`` on the mesh batch (a = ``batch.inputs`` at the nodes): ``(B, 1, N)``.
+
+        At each sample's interior nodes r_i = (K(a) u - F)_i / m_i, the P1 weak form (the solver's, see
+        :mod:`oplearn.data.pdes.mesh_residual`) over the lumped mass, which approximates -div(a grad u) - f
+        independently of the mesh size; 0 at boundary and padded nodes. The P1 solution makes it zero to
+        rounding; P2 data (triangles split in four) are measured with P1 on the split mesh, so their
+        solutions leave a discretization-level residual. Differentiable in u.
+        """
+        from oplearn.data.pdes.mesh_residual import lumped_residual
+
+        coefficient = self._check_batch(u, batch)
+        return lumped_residual(batch.coords, batch.cells, coefficient, u[:, 0], self.forcing, batch.mask)[:, None]
+
+    def boundary_residual(self, u, batch):
+        """u - 0 at each sample's boundary nodes (edges in one triangle), 0 elsewhere: ``(B, 1, N)``."""
+        from oplearn.data.pdes.mesh_residual import boundary_mask
+
+        self._check_batch(u, batch)
+        boundary = boundary_mask(batch.coords, batch.cells, batch.mask)
+        return u * boundary[:, None].to(u.dtype)
+
+    def _check_batch(self, u, batch):
+        """The coefficient a (B, N) of a darcy_domain mesh batch that ``u`` fits; one-line errors otherwise."""
+        from oplearn.errors import ShapeError
+
+        if batch.pde is not None and batch.pde != self.name:
+            raise ConfigError(f"the darcy_domain residual was given {batch.pde!r} data; use that PDE's residual "
+                              "or darcy_domain data")
+        if batch.kind != "mesh" or batch.cells is None or batch.coords is None:
+            raise ConfigError(f"the darcy_domain residual needs mesh data with cells and coordinates, got "
+                              f"{batch.kind!r} data{'' if batch.cells is not None else ' without cells'}")
+        inputs = batch.inputs
+        if inputs.ndim != 3 or inputs.shape[1] != 1:
+            raise ShapeError(f"darcy_domain inputs must be the coefficient a as (B, 1, N), got {tuple(inputs.shape)}")
+        if u.ndim != 3 or u.shape[1] != 1 or u.shape[0] != inputs.shape[0] or u.shape[2] != inputs.shape[2]:
+            raise ShapeError(f"u must be (B, 1, N) = {(inputs.shape[0], 1, inputs.shape[2])} like the batch's "
+                             f"inputs, got {tuple(u.shape)}")
+        return inputs[:, 0]
+
 
 def _check_resolution(resolution: int) -> None:
     is_integer = isinstance(resolution, (int, np.integer)) and not isinstance(resolution, bool)

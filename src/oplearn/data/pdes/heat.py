@@ -10,6 +10,11 @@ Crank-Nicolson is one real factor per mode and step,
 
 second order in h. An interval of m steps between stored times is applied as
 one multiplication by g_k^m, which is exactly m steps done one by one.
+
+PDE residual (``Heat.residual``, see :mod:`oplearn.data.pdes.periodic`):
+the raw left-hand side r = u_t - kappa Laplacian u, the Laplacian spectral
+(-(2 pi)^2 |k|^2 per mode, Nyquist included as in the solver) and u_t by
+second-order finite differences of the snapshots.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from oplearn.data.pdes.periodic import (
     SnapshotCount,
     SolverResolution,
     check_finite,
+    periodic_wavenumbers,
 )
 from oplearn.errors import ConfigError, ShapeError
 
@@ -104,3 +110,14 @@ class Heat(PeriodicEvolution):
     def solve(self, initial: torch.Tensor, stride: int, device="cpu") -> torch.Tensor:
         """u at the stored times and points, (B, n_times + 1, N / stride, N / stride) float64."""
         return solve_heat(initial, self.times(), self.diffusivity, self.dt, stride=stride)
+
+    def spatial_operator(self, u: torch.Tensor) -> torch.Tensor:
+        """-kappa Laplacian u of snapshots ``u`` (M, N, N) on the grid (i / N, j / N), (M, N, N) in u's dtype.
+
+        Spectral: rfft2 of the result = kappa (2 pi)^2 (k_x^2 + k_y^2) rfft2(u).
+        """
+        n = u.shape[-1]
+        k_x = periodic_wavenumbers(n, u.device, torch.float64)[:, None]
+        k_y = periodic_wavenumbers(n, u.device, torch.float64, last=True)[None, :]
+        symbol = (self.diffusivity * (k_x**2 + k_y**2)).to(u.dtype)
+        return torch.fft.irfft2(symbol * torch.fft.rfft2(u), s=(n, n))

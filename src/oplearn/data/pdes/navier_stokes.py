@@ -26,10 +26,17 @@ interval whose realised CFL number overshoots is redone with a smaller step.
 Because the step is shared by a batch, adaptive results depend on the batch
 composition at the level of the time-stepping error; a fixed ``dt`` makes
 every sample independent of its batch.
+
+PDE residual (``NavierStokes.residual``, see :mod:`oplearn.data.pdes.periodic`):
+the raw left-hand side r = w_t + u . grad w - nu Laplacian w - f, with the
+solver's SpectralOperators (velocity from -Laplacian psi = w, the advection
+formed from the full w and dealiased by the 2/3 rule), f from ``forcing()``
+on the data's grid and w_t by second-order finite differences of the snapshots.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import ClassVar, Literal, NoReturn
 
@@ -95,6 +102,12 @@ product of two kept modes then aliases only onto removed ones; N = 256 keeps 85)
         product = fields[:, 0] * fields[:, 2]
         product.addcmul_(fields[:, 1], fields[:, 3])
         return torch.fft.rfft2(product), fields[:, :2]
+
+
+@functools.lru_cache(maxsize=8)
+def _cached_operators(n: int, device: torch.device, dtype: torch.dtype) -> SpectralOperators:
+    """SpectralOperators of an n x n grid, kept for the few (n, device, dtype) a training run uses."""
+    return SpectralOperators(n, device, dtype)
 
 
 def solve_navier_stokes(
@@ -278,3 +291,17 @@ class NavierStokes(PeriodicEvolution):
         dtype = torch.float64 if self.precision == "float64" else torch.float32
         return solve_navier_stokes(initial.to(dtype), self.times(), self.viscosity, self.forcing(device), dt=self.dt,
                                    cfl=self.cfl, max_dt=self.max_dt, stride=stride)
+
+    def spatial_operator(self, u: torch.Tensor) -> torch.Tensor:
+        """u . grad w - nu Laplacian w - f of vorticity snapshots ``u`` = w (M, N, N), (M, N, N) in w's dtype.
+
+        As the solver: rfft2 of the result = D rfft2(u . grad w) + nu |k|^2 w_hat - f_hat, the velocity
+        (psi_y, -psi_x) from -Laplacian psi = w, D the 2/3 rule; f is ``forcing()`` on the N x N grid.
+        """
+        n = u.shape[-1]
+        operators = _cached_operators(n, u.device, u.dtype)
+        w_hat = torch.fft.rfft2(u)
+        advection_hat, _ = operators.advection(w_hat)
+        viscous_hat = self.viscosity * operators.laplacian * w_hat
+        forcing = self.model_copy(update={"solver_resolution": n}).forcing(u.device).to(u.dtype)
+        return torch.fft.irfft2(operators.dealias * advection_hat + viscous_hat, s=(n, n)) - forcing

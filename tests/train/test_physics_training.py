@@ -1,0 +1,153 @@
+"""Physics-informed training end to end: the pde/boundary terms train data-free, weights balance and resume
+exactly, a trained operator is fine-tuned on one new input by its residual, and mistakes are one line."""
+
+import copy
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from oplearn.data.batch import Batch
+from oplearn.data.generate import generate
+from oplearn.data.pdes.darcy import DarcyFlow
+from oplearn.errors import ConfigError
+from oplearn.train import fit
+from oplearn.train.checkpoint import Checkpoint
+from oplearn.train.fine_tune import fine_tune
+from oplearn.train.objective import Objective
+from oplearn.train.recipes import load_run
+from oplearn.train.run_dir import RunDir
+
+BALANCE = {"scheme": "relobralo", "seed": 3, "expected_rho": 0.5}
+PHYSICS = [{"name": "pde", "weight": 1e-4}, {"name": "boundary"}]
+
+
+@pytest.fixture(scope="module")
+def darcy_files(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("darcy17")
+    files = {split: root / f"{split}.h5" for split in ("train", "test")}
+    for (split, path), seed, n in zip(files.items(), (1, 2), (20, 10)):
+        generate("darcy", n, 17, seed=seed, out=path, params={"oversample": 2}, progress=False, workers=1)
+    return files
+
+
+def config(files, loss, targets=True, epochs=20, balance="fixed") -> dict:
+    return {"seed": 0, "model": {"name": "fno", "modes": [6, 6], "width": 16},
+            "train": {"epochs": epochs, "batch_size": 10, "lr": 5e-3, "loss": loss, "balance": balance,
+                      "scheduler": "constant"},
+            "data": {"train": {"path": str(files["train"]), "targets": targets}, "test": {"path": str(files["test"])},
+                     "normalize_outputs": targets}}
+
+
+def test_data_free_training_lowers_the_residual_and_the_error(darcy_files, tmp_path):
+    fit(config(darcy_files, PHYSICS, targets=False), tmp_path / "free", progress=False)
+    metrics = RunDir(tmp_path / "free").read_metrics()
+    assert metrics[-1]["train_loss"] < metrics[0]["train_loss"] / 10
+    assert metrics[-1]["test_rel_l2"] < metrics[0]["test_rel_l2"]  # scored against the solver's solutions
+
+
+def test_balanced_weights_resume_exactly(darcy_files, tmp_path):
+    loss = [{"name": "relative_l2"}, {"name": "pde", "weight": 1e-5}]
+    full = config(darcy_files, loss, epochs=4, balance=BALANCE)
+    fit(full, tmp_path / "straight", progress=False)
+    half = copy.deepcopy(full)
+    half["train"]["epochs"] = 2
+    fit(half, tmp_path / "resumed", progress=False)
+    fit(full, tmp_path / "resumed", resume=True, progress=False)
+    straight, resumed = (Checkpoint(tmp_path / run / "checkpoints" / "last.safetensors") for run in ("straight", "resumed"))
+    assert any(key.startswith("loss.") for key in straight.extra())
+    for key, value in straight.tensors.items():
+        assert torch.equal(value, resumed.tensors[key]), key
+
+
+def test_fine_tuning_on_the_residual_improves_an_out_of_distribution_prediction(darcy_files, tmp_path):
+    fit(config(darcy_files, "relative_l2"), tmp_path / "run", progress=False)
+    _, model, task = load_run(tmp_path / "run", device="cpu")
+    pde = DarcyFlow(high=24.0, oversample=2)  # twice the training contrast
+    sample = pde.sample(5, 0, 17)
+    batch = Batch(torch.tensor(sample["inputs"])[None], torch.tensor(sample["outputs"])[None], spacing=(1 / 16,) * 2,
+                  pde="darcy", params=pde.model_dump(mode="json"))
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    tuned, history = fine_tune(model, task, batch, steps=100, lr=1e-3)
+
+    def error(m):
+        with torch.no_grad():
+            return ((task.predict(m, batch) - batch.targets).norm() / batch.targets.norm()).item()
+
+    assert history[-1] < history[0] / 10
+    assert error(tuned) < error(model)
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # the trained model is untouched
+    with pytest.raises(ConfigError, match="physics loss terms only"):
+        fine_tune(model, task, batch, loss="relative_l2")
+
+
+def test_physics_mistakes_are_one_line_errors(darcy_files, tmp_path):
+    with pytest.raises(ConfigError, match="compares with targets") as error:
+        fit(config(darcy_files, "relative_l2", targets=False), tmp_path / "a", progress=False)
+    assert "\n" not in str(error.value)
+    with pytest.raises(ConfigError, match="normalize_outputs"):
+        fit({**config(darcy_files, PHYSICS, targets=False), "data": {
+            **config(darcy_files, PHYSICS, targets=False)["data"], "normalize_outputs": True}}, tmp_path / "b",
+            progress=False)
+    unnamed = Batch(torch.ones(1, 1, 9, 9), None, spacing=(1 / 8,) * 2)
+    with pytest.raises(ConfigError, match="name a PDE"):
+        Objective.from_config(PHYSICS)(torch.zeros(1, 1, 9, 9), unnamed)
+    with pytest.raises(ConfigError, match="initial"):
+        Objective.from_config("initial")(torch.zeros(1, 1, 9, 9), Batch(torch.ones(1, 1, 9, 9), None, pde="darcy"))
+    assert json.dumps(DarcyFlow().model_dump(mode="json"))  # params of a batch are plain JSON
+
+
+def test_physics_terms_score_mesh_batches_with_padding(tmp_path):
+    from oplearn.data.sources import open_data
+
+    path = tmp_path / "domain.h5"
+    generate("darcy_domain", 3, 8, seed=0, out=path, params={"order": 1}, progress=False, workers=1)
+    data = open_data(path)
+    batch = data.batch([0, 1, 2])
+    assert batch.mask is not None and batch.pde == "darcy_domain"  # samples of different sizes, padded
+    objective = Objective.from_config("pde")
+    exact = objective(batch.targets, batch)  # float32 solutions: rounding level
+    assert exact.shape == (3,) and exact.max() < 1e-8
+    assert objective(1.1 * batch.targets, batch).min() > 1e-4  # 0.1 f at every interior node
+    assert Objective.from_config("boundary")(batch.targets + 1, batch).min() > 0.05
+
+
+def test_refine_scores_the_model_on_a_finer_grid():
+    from oplearn.data.pdes.darcy import solve_darcy
+
+    n, pde = 9, DarcyFlow()
+    a = torch.full((2, 1, n, n), 3.0, dtype=torch.float64)
+    a[:, :, n // 2:] = 12.0
+    batch = Batch(a, None, spacing=(1 / (n - 1),) * 2, pde="darcy", params=pde.model_dump(mode="json"))
+    seen = []
+
+    def solver(b):  # an exact "model": solves Darcy on whatever grid it is handed
+        seen.append((tuple(b.inputs.shape[2:]), b.spacing, sorted(set(b.inputs.flatten().tolist()))))
+        return torch.stack([torch.tensor(solve_darcy(x[0].numpy(), pde.forcing))[None] for x in b.inputs])
+
+    term = Objective.from_config([{"name": "pde", "refine": 3, "interpolation": "nearest"}])
+    assert term(solver(batch), batch, solver).max() < 1e-18
+    assert seen[-1] == ((25, 25), (1 / 24, 1 / 24), [3.0, 12.0])  # nodes kept, coefficient still two-valued
+    coarse_on_fine = Objective.from_config([{"name": "pde", "refine": 3}])(None, batch, lambda b: torch.nn.functional.interpolate(
+        solver(batch), size=b.inputs.shape[2:], mode="bilinear", align_corners=True))
+    assert coarse_on_fine.min() > 1e-3  # the coarse solution interpolated is not a fine solution
+    with pytest.raises(ConfigError, match="refine needs the model"):
+        Objective.from_config([{"name": "pde", "refine": 2}])(solver(batch), batch)
+    with pytest.raises(ConfigError, match="refine must be an integer"):
+        Objective.from_config([{"name": "pde", "refine": 0}])
+
+
+def test_refine_interpolates_periodic_inputs_spectrally():
+    import math
+
+    from oplearn.train.objective import PhysicsTerm
+
+    def field(n):  # a trigonometric polynomial with an even grid's Nyquist mode
+        x = torch.arange(n, dtype=torch.float64) / n
+        return (torch.sin(2 * math.pi * x) + 0.5 * torch.cos(2 * math.pi * 4 * x))[None, None]
+
+    batch = Batch(field(8), None, spacing=(1 / 8,), pde="burgers", params={})
+    fine = PhysicsTerm("pde", refine=3).refined(batch)
+    assert fine.spacing == (1 / 24,)
+    torch.testing.assert_close(fine.inputs, field(24), atol=1e-12, rtol=0)
