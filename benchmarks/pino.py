@@ -109,7 +109,7 @@ def run_tune(args) -> None:
     mean_before, mean_after = statistics.mean(before), statistics.mean(after)
     print(f"\nDarcy {args.resolution}, contrast {args.high}/3 (trained on 12/3), {args.samples} samples, "
           f"{args.steps} Adam steps at lr {args.tune_lr}: rel. L2 {mean_before:.4f} -> {mean_after:.4f} "
-          f"({100 * (1 - mean_after / mean_before):.0f}% lower)")
+          f"({100 * (mean_after / mean_before - 1):+.0f}%)")
 
 
 def run_burgers_loss(args) -> None:
