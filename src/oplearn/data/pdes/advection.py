@@ -33,13 +33,8 @@ from typing import ClassVar
 import torch
 from pydantic import Field
 
-from oplearn.data.pdes.periodic import (
-    PeriodicEvolution,
-    SolverResolution,
-    periodic_wavenumbers,
-    smaller_time_step,
-    without_nyquist,
-)
+from oplearn.data.pdes.periodic import PeriodicEvolution, SolverResolution, smaller_time_step
+from oplearn.derivatives import spectral_derivative
 from oplearn.data.pdes.timestepping import RK4, ButcherTableau, runge_kutta_step, steps_per_interval, uniform_spacing
 from oplearn.errors import ConfigError, ShapeError
 
@@ -119,14 +114,9 @@ class Advection(PeriodicEvolution):
         return solve_advection(initial, self.velocity, self.times(), self.time_step())[..., ::stride]
 
     def spatial_operator(self, u: torch.Tensor) -> torch.Tensor:
-        """c u_x of snapshots ``u`` (M, N) on x_j = j / N, (M, N) in u's dtype.
-
-        Spectral, as the solver: irfft(i 2 pi k c rfft(u)), the Nyquist mode's derivative set to 0.
-        """
-        points = u.shape[-1]
-        wavenumbers = without_nyquist(periodic_wavenumbers(points, u.device, torch.float64, last=True), points)
-        symbol = (self.velocity * wavenumbers).to(u.dtype)
-        return torch.fft.irfft(1j * symbol * torch.fft.rfft(u), n=points)
+        """c u_x of snapshots ``u`` (M, N) on x_j = j / N, (M, N) in u's dtype: spectral, as the solver, the
+        Nyquist mode's derivative set to 0 (:func:`oplearn.derivatives.spectral_derivative`)."""
+        return self.velocity * spectral_derivative(u, dim=-1)
 
     def remedy(self, initial: torch.Tensor, batch_index: int) -> str:
         """A quarter of the time step taken."""

@@ -82,13 +82,6 @@ def periodic_wavenumbers(n: int, device, dtype: torch.dtype, last: bool = False)
     return (2 * math.pi * frequencies).to(dtype)
 
 
-def without_nyquist(wavenumbers: torch.Tensor, n: int) -> torch.Tensor:
-    """``wavenumbers`` with the Nyquist one (|k| = n/2 of an even n) set to 0: that mode has no resolved derivative."""
-    if n % 2:
-        return wavenumbers
-    return torch.where(wavenumbers.abs() >= math.pi * n * (1 - 1e-12), 0.0, wavenumbers)
-
-
 def _times(batch, key: str, label: str) -> list[float]:
     """``batch.params[key]`` as a list of finite floats; ConfigError when missing or malformed."""
     params = batch.params or {}
