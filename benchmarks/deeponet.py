@@ -1,13 +1,16 @@
 """DeepONet: oplearn against DeepXDE 1.15 (pytorch backend) and against our FNO at equal parameters.
 
-    python benchmarks/deeponet.py [--cases burgers darcy] [--steps 4000] [--batch 32] [--threads 2]
+    python benchmarks/deeponet.py [--cases burgers darcy] [--steps 4000] [--batch 32] [--threads 2] [--branch cnn]
 
 Data (cached under data/bench/): Burgers (nu = 0.1, T = 1) solved on 1024 points (``solver_resolution``
 1024, not the paper's 8192, to keep generation to a minute or two) and subsampled to 128; Darcy generated
 at 29x29 directly (our generator at 421 then subsampled would take hours on 2 cores). 1000 train / 200 test
 samples each. Both DeepONets: MLP branch [m, 128, 128, 128], trunk [d, 128, 128, 128] with the activation
 after the trunk's last layer (DeepXDE's definition), ReLU, p = 128, one bias; trunk on the output grid's
-coordinates in [0, 1]^d (Cartesian product). Same data as the model sees them (inputs normalized with the
+coordinates in [0, 1]^d (Cartesian product). ``--branch cnn``: both branches are instead our CNN
+(``ConvEncoder``: stride-2 3x3 convolutions with 16, 32, 64 channels, then a dense layer of 128 and the p outputs;
+DeepXDE takes the same module as its user-defined branch net, behind an unflatten of its sensor vector), as in
+Lu et al. 2022's Darcy case; the FNO row is then left out. Same data as the model sees them (inputs normalized with the
 training split's per-channel mean/std; the output affine ``u = std * net + mean`` as our task's decoder,
 a DeepXDE output transform), the same loss (mean relative L2), Adam lr 1e-3 without weight decay, the same
 steps and batch size. Initialization differs (DeepXDE: Glorot normal; ours: PyTorch's default).
@@ -35,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "data" / "bench"
 N_TRAIN, N_TEST = 1000, 200
 WIDTH, DEPTH, BASIS = 128, 2, 128
+CONV_CHANNELS = [16, 32, 64]
 
 
 def data_files(case: str) -> dict[str, Path]:
@@ -83,7 +87,14 @@ def ours(case: str, model: str, steps: int, batch: int, hyper: dict) -> dict:
             "ms_per_step": 1000 * sum(m["epoch_seconds"] for m in metrics) / steps_done, "wall_s": wall}
 
 
-def deepxde(case: str, steps: int, batch: int) -> dict:
+def cnn_branch(grid: tuple[int, ...]):
+    """The CNN branch both libraries get with ``--branch cnn``: ``(B, 1, *grid) -> (B, p)``."""
+    from oplearn.layers.dense import ConvEncoder
+
+    return ConvEncoder(1, grid, CONV_CHANNELS, [WIDTH], BASIS, "relu")
+
+
+def deepxde(case: str, steps: int, batch: int, branch: str = "mlp") -> dict:
     os.environ.setdefault("DDE_BACKEND", "pytorch")
     import deepxde as dde
     import torch
@@ -103,8 +114,9 @@ def deepxde(case: str, steps: int, batch: int) -> dict:
     data = dde.data.TripleCartesianProd(X_train=(flat(a_train), trunk), y_train=u_train.reshape(len(u_train), -1),
                                         X_test=(flat(a_test), trunk), y_test=u_test.reshape(len(u_test), -1))
     m, d = flat(a_train).shape[1], trunk.shape[1]
-    net = dde.nn.DeepONetCartesianProd([m] + [WIDTH] * DEPTH + [BASIS], [d] + [WIDTH] * DEPTH + [BASIS],
-                                       "relu", "Glorot normal")
+    branch_sizes = [m] + [WIDTH] * DEPTH + [BASIS] if branch == "mlp" else \
+        [m, torch.nn.Sequential(torch.nn.Unflatten(1, (1, *grid)), cnn_branch(tuple(grid)))]
+    net = dde.nn.DeepONetCartesianProd(branch_sizes, [d] + [WIDTH] * DEPTH + [BASIS], "relu", "Glorot normal")
     net.apply_output_transform(lambda inputs, outputs: outputs * u_std + u_mean)
     model = dde.Model(data, net)
     model.compile("adam", lr=1e-3, loss="mean l2 relative error")
@@ -114,9 +126,55 @@ def deepxde(case: str, steps: int, batch: int) -> dict:
     prediction = model.predict(data.test_x)
     truth = u_test.reshape(len(u_test), -1)
     error = float(np.mean(np.linalg.norm(prediction - truth, axis=1) / np.linalg.norm(truth, axis=1)))
-    return {"library": f"deepxde {dde.__version__}", "model": "deeponet", "rel_l2": error,
+    return {"library": f"deepxde {dde.__version__}", "model": f"deeponet ({branch} branch)", "rel_l2": error,
             "parameters": sum(p.numel() for p in net.parameters()), "steps": steps,
             "ms_per_step": 1000 * seconds / steps, "wall_s": seconds}
+
+
+def eager_floor(case: str, steps: int, batch: int) -> dict:
+    """The same MLP DeepONet step written as plainly as PyTorch allows: tensors already normalized and in
+    memory, nn.Linear/ReLU nets, one matrix product, mean relative L2, fused Adam, nothing else. What any
+    eager-mode library can approach for this network on this machine (no test evaluation, no checkpoint)."""
+    import torch
+
+    from oplearn.data.sources import open_data
+    from oplearn.layers.coordinates import grid_coordinates
+
+    train = open_data(data_files(case)["train"])
+    everything = train.batch(range(len(train)))
+    a = everything.inputs.flatten(1)
+    a = (a - a.mean()) / a.std()
+    u = everything.targets.flatten(1)
+    trunk_points = grid_coordinates(train.resolution, dtype=torch.float32, device="cpu").reshape(len(train.resolution), -1).T
+
+    def mlp(sizes: list[int], last_activation: bool) -> torch.nn.Sequential:
+        layers = []
+        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+            layers.append(torch.nn.Linear(n_in, n_out))
+            if i < len(sizes) - 2 or last_activation:
+                layers.append(torch.nn.ReLU())
+        return torch.nn.Sequential(*layers)
+
+    torch.manual_seed(0)
+    branch = mlp([a.shape[1]] + [WIDTH] * DEPTH + [BASIS], False)
+    trunk = mlp([trunk_points.shape[1]] + [WIDTH] * DEPTH + [BASIS], True)
+    bias = torch.nn.Parameter(torch.zeros(1))
+    params = [*branch.parameters(), *trunk.parameters(), bias]
+    optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
+    u_mean, u_std = u.mean(), u.std()
+    order = torch.randint(len(a), (steps, batch))
+    started = time.perf_counter()
+    for rows in order:
+        x, target = a[rows], u[rows]
+        prediction = (branch(x) @ trunk(trunk_points).T + bias) * u_std + u_mean
+        loss = ((prediction - target).norm(dim=1) / target.norm(dim=1)).mean()
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    seconds = time.perf_counter() - started
+    return {"library": f"plain torch {torch.__version__}", "model": "deeponet (mlp branch)", "rel_l2": float("nan"),
+            "parameters": sum(p.numel() for p in params), "steps": steps, "ms_per_step": 1000 * seconds / steps,
+            "wall_s": seconds}
 
 
 def fno_width(case: str, target: int) -> dict:
@@ -137,12 +195,16 @@ def worker(args) -> None:
     import torch
 
     torch.set_num_threads(args.threads)
-    if args.worker == "deepxde":
-        result = deepxde(args.case, args.steps, args.batch)
+    if args.worker == "floor":
+        result = eager_floor(args.case, args.steps, args.batch)
+    elif args.worker == "deepxde":
+        result = deepxde(args.case, args.steps, args.batch, args.branch)
     elif args.worker == "deeponet":
+        branch = {"branch_layers": [WIDTH] * DEPTH} if args.branch == "mlp" else \
+            {"branch": "cnn", "conv_channels": CONV_CHANNELS, "branch_layers": [WIDTH]}
         result = ours(args.case, "deeponet", args.steps, args.batch,
-                      {"basis": BASIS, "branch_layers": [WIDTH] * DEPTH, "trunk_layers": [WIDTH] * DEPTH,
-                       "activation": "relu"})
+                      {"basis": BASIS, "trunk_layers": [WIDTH] * DEPTH, "activation": "relu", **branch})
+        result["model"] = f"deeponet ({args.branch} branch)"
     else:
         result = ours(args.case, "fno", args.steps, args.batch, fno_width(args.case, args.parameters))
     print("RESULT " + json.dumps({"case": args.case, **result}))
@@ -150,7 +212,8 @@ def worker(args) -> None:
 
 def spawn(kind: str, case: str, args, parameters: int = 0) -> dict:
     command = [sys.executable, __file__, "--worker", kind, "--case", case, "--steps", str(args.steps),
-               "--batch", str(args.batch), "--threads", str(args.threads), "--parameters", str(parameters)]
+               "--batch", str(args.batch), "--threads", str(args.threads), "--parameters", str(parameters),
+               "--branch", args.branch]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "DDE_BACKEND": "pytorch"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -165,9 +228,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4000)
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--worker", choices=["deepxde", "deeponet", "fno"], default=None)
+    parser.add_argument("--worker", choices=["deepxde", "deeponet", "fno", "floor"], default=None)
     parser.add_argument("--case", default="burgers")
     parser.add_argument("--parameters", type=int, default=0)
+    parser.add_argument("--branch", choices=["mlp", "cnn"], default="mlp")
     args = parser.parse_args()
     if args.worker:
         return worker(args)
@@ -175,8 +239,11 @@ def main() -> None:
     for case in args.cases:
         data_files(case)
         mine = spawn("deeponet", case, args)
-        rows += [mine, spawn("deepxde", case, args), spawn("fno", case, args, mine.get("parameters", 0))]
-        for row in rows[-3:]:
+        added = [mine, spawn("deepxde", case, args)]
+        if args.branch == "mlp":
+            added += [spawn("floor", case, args), spawn("fno", case, args, mine.get("parameters", 0))]
+        rows += added
+        for row in added:
             print(json.dumps(row), flush=True)
     print("| case | library | model | parameters | steps | test rel. L2 | ms / step | wall s |")
     print("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")

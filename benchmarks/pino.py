@@ -41,7 +41,12 @@ from oplearn.train.fine_tune import fine_tune
 from oplearn.train.recipes import load_run
 from oplearn.train.run_dir import RunDir
 
-PHYSICS = [{"name": "pde", "weight": 1e-4}, {"name": "boundary", "weight": 1.0}]
+PDE_WEIGHTS = {"l2": 1e-4, "h-1": 0.05, "h-2": 1.0}  # the pde term's weight by its norm (the boundary term's is 1)
+
+
+def physics_terms(norm: str = "l2") -> list[dict]:
+    """The pde term in ``norm`` (mean square, or the H^-1 / H^-2 norm of the residual) and the boundary term."""
+    return [{"name": "pde", "weight": PDE_WEIGHTS[norm], "norm": norm}, {"name": "boundary", "weight": 1.0}]
 
 
 def darcy_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> dict[str, Path]:
@@ -55,7 +60,8 @@ def darcy_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> d
 def recipe_config(recipe: str, files, args) -> dict:
     labelled = max(1, round(args.fraction * args.n_train))
     train = {"path": str(files["train"]), "n": labelled if recipe != "data-free" else args.n_train}
-    loss = {"data-only": "relative_l2", "hybrid": [{"name": "relative_l2"}, *PHYSICS], "data-free": PHYSICS}[recipe]
+    physics = physics_terms(args.norm)
+    loss = {"data-only": "relative_l2", "hybrid": [{"name": "relative_l2"}, *physics], "data-free": physics}[recipe]
     if recipe == "data-free":
         train["targets"] = False
     # equal budgets in optimizer steps: every recipe makes epochs * (n_train / batch) steps
@@ -72,11 +78,13 @@ def run_darcy(args) -> None:
     torch.set_num_threads(args.threads)
     files = darcy_files(args.data_dir, args.resolution, args.n_train, args.n_test)
     print(f"Darcy {args.resolution}, {args.n_train} train inputs ({args.fraction:.0%} labelled for data-only and "
-          f"hybrid), {args.n_test} test, {args.epochs} epochs-equivalent, {args.threads} threads\n")
+          f"hybrid), {args.n_test} test, {args.epochs} epochs-equivalent, {args.threads} threads, pde term "
+          f"{args.norm} at weight {PDE_WEIGHTS[args.norm]}\n")
     print("| recipe | training samples (labelled) | optimizer steps | test rel. L2 | seconds |\n| --- | --- | --- | --- | --- |")
     for recipe in args.recipes:
         config = recipe_config(recipe, files, args)
-        out = args.out / f"darcy{args.resolution}_{recipe}"
+        out = args.out / f"darcy{args.resolution}_{recipe}" if args.norm == "l2" else \
+            args.out / f"darcy{args.resolution}_{recipe}_{args.norm}"
         started = time.perf_counter()
         fit(config, out, progress=False, overwrite=True)
         seconds = time.perf_counter() - started
@@ -101,7 +109,7 @@ def run_tune(args) -> None:
         sample = pde.sample(7, index, args.resolution)
         batch = Batch(torch.tensor(sample["inputs"])[None], torch.tensor(sample["outputs"])[None],
                       spacing=(1 / (args.resolution - 1),) * 2, pde="darcy", params=pde.model_dump(mode="json"))
-        tuned, _ = fine_tune(model, task, batch, steps=args.steps, lr=args.tune_lr, loss=PHYSICS)
+        tuned, _ = fine_tune(model, task, batch, steps=args.steps, lr=args.tune_lr, loss=physics_terms(args.norm))
         with torch.no_grad():
             for model_, errors in ((model, before), (tuned, after)):
                 errors.append(((task.predict(model_, batch) - batch.targets).norm() / batch.targets.norm()).item())
@@ -160,6 +168,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100, help="epochs over n-train inputs (steps are equal)")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--balance", default="fixed")
+    parser.add_argument("--norm", choices=sorted(PDE_WEIGHTS), default="l2", help="the pde term's norm")
     parser.add_argument("--recipes", nargs="+", default=["data-only", "hybrid", "data-free"])
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)

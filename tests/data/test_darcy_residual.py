@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from oplearn.data.batch import Batch
-from oplearn.data.pdes.darcy import DarcyFlow, darcy_boundary_values, darcy_residual, solve_darcy
+from oplearn.data.pdes.darcy import (DarcyFlow, darcy_boundary_values, darcy_residual, dirichlet_sobolev_squares,
+                                     solve_darcy)
 
 
 def manufactured(points: np.ndarray):
@@ -78,3 +79,91 @@ def test_the_pde_class_reads_the_coefficient_from_the_batch_and_checks_the_bound
     assert torch.all(pde.boundary_residual(u + 1, batch) == 1)
     cells = darcy_boundary_values(torch.ones(1, n, n).cumsum(-1), "cells")  # u = j + 1 along y: walls at 0.5, n + 0.5
     assert cells.shape == (1, 4 * n) and torch.allclose(cells[0, 2 * n:3 * n], torch.full((n,), 0.5))
+
+
+def _padded(interior: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.pad(interior, (1, 1, 1, 1))
+
+
+@pytest.mark.parametrize("location", ["nodes", "cells"])
+def test_sobolev_norms_of_a_laplacian_residual_are_the_errors_norms(location):
+    """For a = 1 and f = 0 the residual of an error e is L e: its H^-1 norm is e^T L e, its H^-2 norm |e|^2."""
+    torch.manual_seed(0)
+    n = 13
+    error = torch.randn(3, n - 2, n - 2, dtype=torch.float64) if location == "nodes" else \
+        torch.randn(3, n, n, dtype=torch.float64)
+    field = _padded(error) if location == "nodes" else error
+    residual = darcy_residual(torch.ones_like(field), field, 0.0, location)
+    points = error[0].numel()
+    assert torch.allclose(dirichlet_sobolev_squares(residual, location, 0), residual.square().mean((-2, -1)))
+    energy = (error * residual).sum((-2, -1)) / points
+    assert torch.allclose(dirichlet_sobolev_squares(residual, location, 1), energy, rtol=1e-11)
+    assert torch.allclose(dirichlet_sobolev_squares(residual, location, 2), error.square().mean((-2, -1)),
+                          rtol=1e-11)
+
+
+def test_the_h1_residual_norm_stays_within_the_contrast_of_the_error_energy():
+    """sigma(L^-1/2 A L^-1/2) lies in [low, high], so r^T L^-1 r / e^T L e lies in [low^2, high^2]."""
+    torch.manual_seed(1)
+    n, low, high = 17, 3.0, 12.0
+    x = torch.linspace(0, 1, n, dtype=torch.float64)
+    a = torch.where(torch.sin(7 * x)[:, None] + torch.cos(5 * x)[None] > 0, high, low)
+    for _ in range(5):
+        error = torch.randn(n - 2, n - 2, dtype=torch.float64)
+        residual = darcy_residual(a, _padded(error), 0.0)
+        laplacian = darcy_residual(torch.ones_like(a), _padded(error), 0.0)
+        ratio = dirichlet_sobolev_squares(residual, "nodes", 1) / ((error * laplacian).sum() / error.numel())
+        assert low**2 * (1 - 1e-9) <= ratio <= high**2 * (1 + 1e-9)
+
+
+def test_the_h2_residual_loss_solves_darcy_by_gradient_descent_where_the_mean_square_stalls():
+    """Plain gradient descent on u itself, at the step 1/(largest curvature) of each loss, 200 steps."""
+    n = 17
+    x = torch.linspace(0, 1, n, dtype=torch.float64)
+    a = torch.where(torch.sin(7 * x)[:, None] + torch.cos(5 * x)[None] > 0, 12.0, 3.0)
+    exact = torch.tensor(solve_darcy(a.numpy(), 1.0))[1:-1, 1:-1]
+    errors = {}
+    for order in (0, 2):
+        def loss(interior):
+            return dirichlet_sobolev_squares(darcy_residual(a, _padded(interior), 1.0), "nodes", order)
+
+        probe = torch.randn(n - 2, n - 2, dtype=torch.float64)  # power iteration on the Hessian
+        for _ in range(50):
+            _, hvp = torch.autograd.functional.hvp(loss, torch.zeros_like(probe), probe)
+            probe = hvp / hvp.norm()
+        curvature = torch.autograd.functional.hvp(loss, torch.zeros_like(probe), probe)[1].norm()
+        u = torch.zeros(n - 2, n - 2, dtype=torch.float64, requires_grad=True)
+        for _ in range(200):
+            (gradient,) = torch.autograd.grad(loss(u), u)
+            with torch.no_grad():
+                u -= gradient / curvature
+        errors[order] = ((u.detach() - exact).norm() / exact.norm()).item()
+    assert errors[2] < 0.01 and errors[0] > 0.5, errors
+
+
+def test_the_pde_term_scores_in_the_chosen_norm():
+    from oplearn.train.objective import Objective
+
+    n = 17
+    pde = DarcyFlow()
+    a = torch.full((2, 1, n, n), 2.0)
+    u = torch.tensor(solve_darcy(a[0, 0].numpy(), pde.forcing), dtype=torch.float32)[None, None].expand(2, 1, n, n)
+    batch = Batch(a, None, spacing=(1 / (n - 1),) * 2, pde="darcy", params=pde.model_dump(mode="json"))
+    wrong = u * 1.1
+    for norm, order in (("l2", 0), ("h-1", 1), ("h-2", 2)):
+        loss = Objective.from_config([{"name": "pde", "norm": norm}])
+        expected = dirichlet_sobolev_squares(pde.residual(wrong, batch)[:, 0], "nodes", order)
+        assert torch.allclose(loss(wrong, batch), expected, rtol=1e-5)
+        assert loss(u, batch).max() < 1e-6 * expected.min()
+
+
+def test_sobolev_residual_norms_are_refused_where_undefined():
+    from oplearn.errors import ConfigError, ShapeError
+    from oplearn.train.objective import Objective
+
+    with pytest.raises(ConfigError, match="pde term"):
+        Objective.from_config([{"name": "boundary", "norm": "h-1"}])
+    with pytest.raises(ConfigError, match="l2, h-1 or h-2"):
+        Objective.from_config([{"name": "pde", "norm": "h1"}])
+    with pytest.raises(ShapeError, match="has shape"):
+        dirichlet_sobolev_squares(torch.zeros(5, 6), "nodes", 1)

@@ -120,13 +120,51 @@ def test_pod_trunk_reproduces_the_projection_of_the_training_outputs():
     projection = mean + (flat - mean) @ vh[:3].T @ vh[:3]
     coefficients = model.project(u)
     fields = torch.cat([model.pod_mean[None], model.pod_modes])
-    rebuilt = torch.einsum("bp,pkq->bkq", torch.cat([torch.ones(len(u), 1, dtype=u.dtype), coefficients], 1), fields)
+    assert coefficients.shape == (len(u), 1, 3)
+    rebuilt = torch.einsum("bkp,pkq->bkq", torch.cat([torch.ones(len(u), 1, 1, dtype=u.dtype), coefficients], -1),
+                           fields)
     assert torch.allclose(rebuilt.flatten(1), projection, atol=1e-10)
     # the outputs span three modes: the projection is the outputs themselves
     assert torch.allclose(rebuilt, u, atol=1e-5)
     # the modes at the grid nodes as query points are the modes
     nodes = torch.linspace(0, 1, 16, dtype=torch.float64)[None]
     assert torch.allclose(model.modes_at(nodes)[1:], model.pod_modes, atol=1e-12)
+
+
+def _two_channel_data(n=30, size=16, seed=0):
+    """Channel 0 spans sin(pi x), sin(2 pi x); channel 1 spans cos(pi x), x^2: two modes each, four jointly."""
+    generator = torch.Generator().manual_seed(seed)
+    x = torch.linspace(0, 1, size, dtype=torch.float64)
+    a = torch.randn(n, 4, generator=generator, dtype=torch.float64)
+    first = a[:, :1] * torch.sin(torch.pi * x) + a[:, 1:2] * torch.sin(2 * torch.pi * x)
+    second = a[:, 2:3] * torch.cos(torch.pi * x) + a[:, 3:4] * x ** 2 + 1.0
+    return FieldDataset(a[:, :1, None] * torch.ones(size, dtype=torch.float64), torch.stack([first, second], 1))
+
+
+@pytest.mark.parametrize("per_channel", [True, False])
+def test_pod_modes_per_channel_are_each_channels_own_projection(per_channel):
+    train = _two_channel_data()
+    model = build("pod_deeponet", 1, 2, basis=2, branch_layers=[8], per_channel=per_channel)
+    model.fit_to_data(train)
+    model.double()
+    u = train.batch(range(len(train))).targets.double()
+    coefficients = model.project(u)
+    fields = torch.cat([model.pod_mean[None], model.pod_modes])
+    rebuilt = torch.einsum("bkp,pkq->bkq", torch.cat([torch.ones(len(u), 2, 1, dtype=u.dtype), coefficients], -1),
+                           fields)
+    if per_channel:  # each channel's own two modes: its SVD projection, here the data themselves
+        for k in range(2):
+            flat = u[:, k]
+            _, _, vh = torch.linalg.svd(flat - flat.mean(0), full_matrices=False)
+            expected = flat.mean(0) + (flat - flat.mean(0)) @ vh[:2].T @ vh[:2]
+            assert torch.allclose(rebuilt[:, k], expected, atol=1e-6)  # the modes are float32 buffers
+        assert torch.allclose(rebuilt, u, atol=1e-6)
+    else:  # two joint modes cannot hold four independent directions
+        assert (rebuilt - u).norm() / u.norm() > 0.05
+    # the branch gives K*p coefficients per channel set, or p shared ones
+    assert model.coefficients(torch.zeros(1, 1, 16).double()).shape == (1, 2, 2)
+    assert model.branches[0][0](torch.zeros(1, 1, 16).double()).shape == (1, 4 if per_channel else 2)
+    assert model(train.batch([0, 1]).inputs.double()).shape == (2, 2, 16)
 
 
 def test_pod_modes_are_buffers_saved_with_the_state_and_rebuilt():

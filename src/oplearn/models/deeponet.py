@@ -245,7 +245,11 @@ class PODDeepONet(_SensorOperator):
 
     computed by :meth:`fit_to_data` from the training split only (as the model sees them, i.e. normalized)
     and kept as buffers (``pod_mean (K, *grid)``, ``pod_modes (p, K, *grid)``), so the checkpoint holds them.
-    Grid data only; on another grid or at ``queries`` the modes are interpolated linearly between the nodes.
+    With ``per_channel`` each of the K output channels gets its own p modes (the SVD of that channel alone,
+    mode i of channel k in ``pod_modes[i, k]``) and the branch K*p coefficients, u_k = phi_0k + sum_i b_ki phi_ik
+    (Lu et al. 2022's POD-DeepONet for several outputs); otherwise the p modes are joint over the stacked
+    channels. Grid data only; on another grid or at ``queries`` the modes are interpolated linearly between the
+    nodes.
     """
 
     geometries = frozenset({"grid"})
@@ -253,6 +257,8 @@ class PODDeepONet(_SensorOperator):
     class Hyper(BranchHyper):
         output_grid: list[int] | None = None
         """The training output grid the modes live on (None: set from the training data)."""
+        per_channel: bool = False
+        """p POD modes per output channel (True), or p joint modes of all channels stacked (False)."""
 
     def __init__(self, in_channels: int, out_channels: int, **hyper):
         super().__init__(in_channels, out_channels, **hyper)
@@ -267,12 +273,16 @@ class PODDeepONet(_SensorOperator):
 
     def _build_nets(self) -> None:
         h = self.hyper
-        self.branches = nn.ModuleList([nn.ModuleList([self._branch_net(self.in_channels, h.basis)])])
+        width = h.basis * (self.out_channels if h.per_channel else 1)
+        self.branches = nn.ModuleList([nn.ModuleList([self._branch_net(self.in_channels, width)])])
         self.register_buffer("pod_mean", torch.zeros(self.out_channels, *h.output_grid))
         self.register_buffer("pod_modes", torch.zeros(h.basis, self.out_channels, *h.output_grid))
 
     def coefficients(self, x: torch.Tensor) -> torch.Tensor:
-        return self.branches[0][0](x)                                            # (B, p)
+        """Branch outputs ``(B, K, p)`` (joint modes: one row of p shared by the K channels)."""
+        c = self.branches[0][0](x)
+        return c.reshape(len(c), self.out_channels, -1) if self.hyper.per_channel else \
+            c[:, None].expand(-1, self.out_channels, -1)
 
     @torch.no_grad()
     def fit_to_data(self, train, encode_outputs=None) -> dict:
@@ -282,22 +292,30 @@ class PODDeepONet(_SensorOperator):
         if self.hyper.output_grid is None:
             self.hyper = self.hyper.model_copy(update={"output_grid": list(train.resolution)})
         updates = super().fit_to_data(train)
-        p = self.hyper.basis
+        p, k = self.hyper.basis, self.out_channels
         outputs = torch.cat([b.targets if encode_outputs is None else encode_outputs(b.targets)
-                             for b in train.batches(256)]).double().flatten(1)   # (N, K*Q)
-        if p > min(outputs.shape):
-            raise ConfigError(f"pod_deeponet: basis {p} exceeds the {min(outputs.shape)} modes that "
-                              f"{outputs.shape[0]} training samples of {outputs.shape[1]} values have")
-        mean = outputs.mean(0)
-        _, _, vh = torch.linalg.svd(outputs - mean, full_matrices=False)
-        self.pod_mean.copy_(mean.reshape(self.pod_mean.shape))
-        self.pod_modes.copy_(vh[:p].reshape(self.pod_modes.shape))
+                             for b in train.batches(256)]).double()
+        blocks = outputs.flatten(2).unbind(1) if self.hyper.per_channel else [outputs.flatten(1)]  # (N, Q) or (N, K*Q)
+        if p > min(blocks[0].shape):
+            raise ConfigError(f"pod_deeponet: basis {p} exceeds the {min(blocks[0].shape)} modes that "
+                              f"{blocks[0].shape[0]} training samples of {blocks[0].shape[1]} values have")
+        modes = []
+        for block in blocks:
+            _, _, vh = torch.linalg.svd(block - block.mean(0), full_matrices=False)
+            modes.append(vh[:p])
+        modes = torch.stack(modes, 1) if self.hyper.per_channel else modes[0].reshape(p, k, -1)  # (p, K, Q)
+        self.pod_mean.copy_(outputs.mean(0).reshape(self.pod_mean.shape))
+        self.pod_modes.copy_(modes.reshape(self.pod_modes.shape))
         return {**updates, "output_grid": self.hyper.output_grid}
 
     def project(self, targets: torch.Tensor) -> torch.Tensor:
-        """POD coefficients ``(B, p)`` of outputs ``(B, K, *output_grid)``: ``Phi^T (u - phi_0)``."""
-        centred = (targets - self.pod_mean).flatten(1)
-        return centred @ self.pod_modes.flatten(1).T.to(centred.dtype)
+        """POD coefficients ``(B, K, p)`` of outputs ``(B, K, *output_grid)``: ``Phi^T (u - phi_0)`` (joint
+        modes: the same p coefficients in each channel's row)."""
+        centred = targets - self.pod_mean
+        modes = self.pod_modes.to(centred.dtype)
+        if self.hyper.per_channel:
+            return torch.einsum("bk...,pk...->bkp", centred, modes)
+        return (centred.flatten(1) @ modes.flatten(1).T)[:, None].expand(-1, self.out_channels, -1)
 
     def modes_at(self, points: torch.Tensor) -> torch.Tensor:
         """``(p + 1, K, Q)``: mean and modes at ``points (d, Q)`` in [0, 1]^d, linear between the nodes."""
@@ -320,16 +338,16 @@ class PODDeepONet(_SensorOperator):
         """``(B, C_in, *S) -> (B, K, *S)``, or ``(B, K, Q)`` at ``queries (d, Q)`` / ``(B, d, Q)``."""
         self._check_ready()
         c = self.coefficients(self.sensor_values(x, True))
-        c = torch.cat([torch.ones_like(c[:, :1]), c], dim=1)                     # phi_0 has coefficient 1
+        c = torch.cat([torch.ones_like(c[..., :1]), c], dim=-1)                  # (B, K, p + 1): phi_0 has 1
         if queries is None:
             grid = tuple(x.shape[2:])
             fields = torch.cat([self.pod_mean[None], self.pod_modes])
             if grid != tuple(self.hyper.output_grid):
                 fields = resample(fields, grid)
-            return torch.einsum("bp,pk...->bk...", c, fields.to(c.dtype))
+            return torch.einsum("bkp,pk...->bk...", c, fields.to(c.dtype))
         if queries.ndim == 2:
-            return torch.einsum("bp,pkq->bkq", c, self.modes_at(queries).to(c.dtype))
+            return torch.einsum("bkp,pkq->bkq", c, self.modes_at(queries).to(c.dtype))
         b, d, q = queries.shape
         modes = self.modes_at(queries.transpose(0, 1).reshape(d, b * q)).reshape(-1, self.out_channels, b, q)
-        out = torch.einsum("bp,pkbq->bkq", c, modes.to(c.dtype))
+        out = torch.einsum("bkp,pkbq->bkq", c, modes.to(c.dtype))
         return out if query_mask is None else out * query_mask[:, None].to(out.dtype)

@@ -77,16 +77,27 @@ class PhysicsTerm:
     inputs are interpolated there (``interpolation`` linear, or nearest, which keeps a two-valued coefficient
     two-valued; periodic data by Fourier interpolation) and the model is called again on them. Node grids
     (spacing 1/(n-1)) go to (n-1)k+1 points, so the data's nodes stay nodes; cell and periodic grids to nk.
+
+
+    ``norm`` (pde term): ``l2``, the mean square, or ``h-1`` / ``h-2``, the residual's squared H^-1 / H^-2
+    norm through the inverse Laplacian of its grid (the PDE's ``residual_squares``; Darcy on grids). For an
+    elliptic equation these weigh the error as its H^1 seminorm / L2 norm do, where the mean square weighs
+    its high frequencies k^4 more: a far better conditioned loss.
     """
 
     METHODS = {"pde": "residual", "boundary": "boundary_residual", "initial": "initial_residual"}
+    NORMS = {"l2": 0, "h-1": 1, "h-2": 2}
 
-    def __init__(self, kind: str, refine: int = 1, interpolation: str = "linear"):
+    def __init__(self, kind: str, refine: int = 1, interpolation: str = "linear", norm: str = "l2"):
         if not isinstance(refine, int) or refine < 1:
             raise ConfigError(f"loss term {kind}: refine must be an integer >= 1, got {refine!r}")
         if interpolation not in ("linear", "nearest"):
             raise ConfigError(f"loss term {kind}: interpolation must be linear or nearest, got {interpolation!r}")
+        if norm not in self.NORMS or (norm != "l2" and kind != "pde"):
+            raise ConfigError(f"loss term {kind}: norm must be " + ("l2, h-1 or h-2" if kind == "pde" else
+                              "l2 (h-1 and h-2 are for the pde term)") + f", got {norm!r}")
         self.kind, self.method, self.refine, self.interpolation = kind, self.METHODS[kind], refine, interpolation
+        self.order = self.NORMS[norm]
         self._pdes: dict[str, object] = {}
 
     def equation(self, batch: Batch):
@@ -140,7 +151,13 @@ class PhysicsTerm:
                                   "to its loss (train.task supervised or space_time); drop refine")
             batch = self.refined(batch)
             prediction = predict(batch)
-        residual = getattr(self.equation(batch), self.method)(prediction, batch)
+        pde = self.equation(batch)
+        residual = getattr(pde, self.method)(prediction, batch)
+        if self.order:
+            if not hasattr(pde, "residual_squares"):
+                raise ConfigError(f"loss term pde: norm h-{self.order} needs the inverse Laplacian of the "
+                                  f"residual's grid, which the {batch.pde} PDE does not define; use norm l2")
+            return pde.residual_squares(residual.float(), batch, self.order)
         squares = residual.float().square().flatten(1)
         if batch.mask is not None and residual.shape[-1] == batch.mask.shape[-1]:  # padded points are zero
             count = batch.mask.sum(-1) * (squares.shape[1] // batch.mask.shape[-1])

@@ -11,6 +11,7 @@ integrates to zero over the square and both phases cover about half of it.
 
 from __future__ import annotations
 
+import functools
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -188,6 +189,12 @@ class DarcyFlow(BaseModel):
         :func:`darcy_residual` (interior nodes ``(B, 1, n-2, n-2)``, or all cells with ``grid="cells"``)."""
         return darcy_residual(batch.inputs[:, :1], u, self.forcing, self.grid)
 
+    def residual_squares(self, residual: torch.Tensor, batch, order: int) -> torch.Tensor:
+        """``(B,)``: the squared H^-order norm of a :meth:`residual` ``(B, 1, N, N)``, per point: see
+        :func:`dirichlet_sobolev_squares` (order 0 is the mean square)."""
+        return dirichlet_sobolev_squares(residual.flatten(0, -3), self.grid, order).reshape(residual.shape[0], -1) \
+            .mean(1)
+
     def boundary_residual(self, u: torch.Tensor, batch) -> torch.Tensor:
         """The boundary values of ``u`` (zero for a solution): ``(B, 1, 4(n-1))`` on the nodes' outer ring, or
         with ``grid="cells"`` the values extrapolated (second order) from the outer cells to the walls."""
@@ -253,6 +260,44 @@ def darcy_residual(a: torch.Tensor, u: torch.Tensor, forcing: float | torch.Tens
             neighbour_u, neighbour_a = u[..., rows, cols], a[..., rows, cols]
             flux = flux + 0.5 * (a[..., 1:-1, 1:-1] + neighbour_a) * (centre - neighbour_u)
     return flux / h**2 - forcing
+
+
+@functools.lru_cache(maxsize=16)
+def _sine_eigenbasis(n: int, location: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """Orthonormal eigenvectors (columns, ``(N, N)``) and eigenvalues ``(N,)`` of the 1-D Dirichlet three-point
+    operator -u'' on the points :func:`darcy_residual` returns: interior nodes (N = n - 2, h = 1/(n-1),
+    v_m(j) = sin(pi m (j+1)/(N+1))) or cells with mirror walls (N = n, h = 1/n, v_m(j) = sin(pi m (j+1/2)/N));
+    lambda_m = (2 - 2 cos(pi m / (N+1 or N))) / h^2, m = 1..N. float64."""
+    size, period = (n - 2, n - 1) if location == "nodes" else (n, n)
+    h = 1.0 / period
+    m = torch.arange(1, size + 1, dtype=torch.float64)
+    j = torch.arange(size, dtype=torch.float64)[:, None] + (1.0 if location == "nodes" else 0.5)
+    vectors = torch.sin(torch.pi * m * j / period)
+    return vectors / vectors.norm(dim=0), (2 - 2 * torch.cos(torch.pi * m / period)) / h**2
+
+
+def dirichlet_sobolev_squares(residual: torch.Tensor, location: str, order: int) -> torch.Tensor:
+    """``(..., N, N) -> (...)``: (1/N^2) sum_kl r_kl^2 / (lambda_k + lambda_l)^order, the residual's squared
+    discrete H^-order norm per point, with r_kl its coefficients in the eigenvectors of the Dirichlet
+    five-point Laplacian L of its grid (:func:`_sine_eigenbasis`; ``residual`` as :func:`darcy_residual`
+    returns it, nodes or cells).
+
+    Order 0 is the mean square. For r = L e (the residual of u* + e when a = 1), order 1 gives
+    e^T L e / N^2, the discrete H^1 seminorm of the error, and order 2 gives |e|^2 / N^2, its mean square; for
+    a two-valued a both stay within the contrast (high/low, squared for order 2) of those. The mean square
+    (order 0) weighs an error's mode k about k^4 more than order 2 does: a badly conditioned loss.
+    """
+    if order == 0:
+        return residual.square().mean((-2, -1))
+    n = residual.shape[-1] + (2 if location == "nodes" else 0)
+    vectors, values = _sine_eigenbasis(n, location)
+    if residual.shape[-2:] != (vectors.shape[0],) * 2:
+        raise ShapeError(f"a {location} Darcy residual on a {n}x{n} grid has shape ({vectors.shape[0]}, "
+                         f"{vectors.shape[0]}); got {tuple(residual.shape[-2:])}")
+    vectors = vectors.to(residual.dtype if residual.is_floating_point() else torch.float32).to(residual.device)
+    weights = (values[:, None] + values[None, :]).pow(-order).to(vectors)
+    coefficients = vectors.T @ residual.to(vectors.dtype) @ vectors
+    return (coefficients.square() * weights).sum((-2, -1)) / vectors.shape[0] ** 2
 
 
 def _mirror_walls(padded: torch.Tensor, reflect) -> torch.Tensor:
