@@ -66,12 +66,12 @@ def data_files(case: str) -> dict[str, Path]:
     return files
 
 
-def ours(case: str, model: str, steps: int, batch: int, hyper: dict) -> dict:
+def ours(case: str, model: str, steps: int, batch: int, hyper: dict, device: str = "cpu") -> dict:
     from oplearn.train import fit
 
     files = data_files(case)
     epochs = max(1, round(steps * batch / N_TRAIN))
-    config = {"seed": 0, "device": "cpu",
+    config = {"seed": 0, "device": device,
               "data": {"train": {"path": str(files["train"])}, "test": {"path": str(files["test"])}},
               "model": {"name": model, **hyper},
               "train": {"epochs": epochs, "batch_size": batch, "lr": 1e-3, "weight_decay": 0.0,
@@ -131,7 +131,7 @@ def deepxde(case: str, steps: int, batch: int, branch: str = "mlp") -> dict:
             "ms_per_step": 1000 * seconds / steps, "wall_s": seconds}
 
 
-def eager_floor(case: str, steps: int, batch: int) -> dict:
+def eager_floor(case: str, steps: int, batch: int, device: str = "cpu") -> dict:
     """The same MLP DeepONet step written as plainly as PyTorch allows: tensors already normalized and in
     memory, nn.Linear/ReLU nets, one matrix product, mean relative L2, fused Adam, nothing else. What any
     eager-mode library can approach for this network on this machine (no test evaluation, no checkpoint)."""
@@ -145,7 +145,8 @@ def eager_floor(case: str, steps: int, batch: int) -> dict:
     a = everything.inputs.flatten(1)
     a = (a - a.mean()) / a.std()
     u = everything.targets.flatten(1)
-    trunk_points = grid_coordinates(train.resolution, dtype=torch.float32, device="cpu").reshape(len(train.resolution), -1).T
+    grid = train.resolution
+    trunk_points = grid_coordinates(grid, dtype=torch.float32, device="cpu").reshape(len(grid), -1).T
 
     def mlp(sizes: list[int], last_activation: bool) -> torch.nn.Sequential:
         layers = []
@@ -156,13 +157,14 @@ def eager_floor(case: str, steps: int, batch: int) -> dict:
         return torch.nn.Sequential(*layers)
 
     torch.manual_seed(0)
-    branch = mlp([a.shape[1]] + [WIDTH] * DEPTH + [BASIS], False)
-    trunk = mlp([trunk_points.shape[1]] + [WIDTH] * DEPTH + [BASIS], True)
-    bias = torch.nn.Parameter(torch.zeros(1))
+    a, u, trunk_points = a.to(device), u.to(device), trunk_points.to(device)
+    branch = mlp([a.shape[1]] + [WIDTH] * DEPTH + [BASIS], False).to(device)
+    trunk = mlp([trunk_points.shape[1]] + [WIDTH] * DEPTH + [BASIS], True).to(device)
+    bias = torch.nn.Parameter(torch.zeros(1, device=device))
     params = [*branch.parameters(), *trunk.parameters(), bias]
     optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
     u_mean, u_std = u.mean(), u.std()
-    order = torch.randint(len(a), (steps, batch))
+    order = torch.randint(len(a), (steps, batch), device=device)
     started = time.perf_counter()
     for rows in order:
         x, target = a[rows], u[rows]
@@ -171,6 +173,8 @@ def eager_floor(case: str, steps: int, batch: int) -> dict:
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     seconds = time.perf_counter() - started
     return {"library": f"plain torch {torch.__version__}", "model": "deeponet (mlp branch)", "rel_l2": float("nan"),
             "parameters": sum(p.numel() for p in params), "steps": steps, "ms_per_step": 1000 * seconds / steps,
@@ -196,24 +200,25 @@ def worker(args) -> None:
 
     torch.set_num_threads(args.threads)
     if args.worker == "floor":
-        result = eager_floor(args.case, args.steps, args.batch)
+        result = eager_floor(args.case, args.steps, args.batch, args.device)
     elif args.worker == "deepxde":
         result = deepxde(args.case, args.steps, args.batch, args.branch)
     elif args.worker == "deeponet":
         branch = {"branch_layers": [WIDTH] * DEPTH} if args.branch == "mlp" else \
             {"branch": "cnn", "conv_channels": CONV_CHANNELS, "branch_layers": [WIDTH]}
         result = ours(args.case, "deeponet", args.steps, args.batch,
-                      {"basis": BASIS, "trunk_layers": [WIDTH] * DEPTH, "activation": "relu", **branch})
+                      {"basis": BASIS, "trunk_layers": [WIDTH] * DEPTH, "activation": "relu", **branch},
+                      args.device)
         result["model"] = f"deeponet ({args.branch} branch)"
     else:
-        result = ours(args.case, "fno", args.steps, args.batch, fno_width(args.case, args.parameters))
+        result = ours(args.case, "fno", args.steps, args.batch, fno_width(args.case, args.parameters), args.device)
     print("RESULT " + json.dumps({"case": args.case, **result}))
 
 
 def spawn(kind: str, case: str, args, parameters: int = 0) -> dict:
     command = [sys.executable, __file__, "--worker", kind, "--case", case, "--steps", str(args.steps),
                "--batch", str(args.batch), "--threads", str(args.threads), "--parameters", str(parameters),
-               "--branch", args.branch]
+               "--branch", args.branch, "--device", args.device]
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "DDE_BACKEND": "pytorch"}
     done = subprocess.run(command, capture_output=True, text=True, env=env)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
@@ -232,6 +237,7 @@ def main() -> None:
     parser.add_argument("--case", default="burgers")
     parser.add_argument("--parameters", type=int, default=0)
     parser.add_argument("--branch", choices=["mlp", "cnn"], default="mlp")
+    parser.add_argument("--device", default="cpu", help="our runs' device (DeepXDE picks CUDA itself when present)")
     args = parser.parse_args()
     if args.worker:
         return worker(args)

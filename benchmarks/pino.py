@@ -7,8 +7,10 @@ test-time fine-tuning on out-of-distribution inputs, and neuraloperator's Burger
 
 darcy: our Darcy generator on nodes (a two-valued, f = 1, u = 0 on the boundary; solved twice finer), the FNO
 (modes 12, width 32) trained three ways with the same optimizer, batch size and epochs: ``data-only``
-(relative L2 on ``--fraction`` of the training samples), ``hybrid`` (the same labelled samples, plus the pde and
-boundary residual terms) and ``data-free`` (every training input, the residual terms only, no solution read).
+(relative L2 on ``--fraction`` of the training samples), ``hybrid`` (every training input, the same samples
+labelled: ``data.train.labelled``; relative L2 on those, the pde and boundary residual terms on all) and
+``data-free`` (every training input, the residual terms only, no solution read). ``--norm`` sets the pde term's
+norm (l2, h-1, h-2), ``--boundary-weight`` the boundary term's weight.
 Every error is the relative L2 against our solver's solutions on the test split.
 
 tune: a data-only FNO trained on the default coefficients (3 / 12), then each of ``--samples`` inputs drawn with
@@ -44,9 +46,10 @@ from oplearn.train.run_dir import RunDir
 PDE_WEIGHTS = {"l2": 1e-4, "h-1": 0.05, "h-2": 1.0}  # the pde term's weight by its norm (the boundary term's is 1)
 
 
-def physics_terms(norm: str = "l2") -> list[dict]:
+def physics_terms(norm: str = "l2", boundary_weight: float = 1.0, pde_weight: float | None = None) -> list[dict]:
     """The pde term in ``norm`` (mean square, or the H^-1 / H^-2 norm of the residual) and the boundary term."""
-    return [{"name": "pde", "weight": PDE_WEIGHTS[norm], "norm": norm}, {"name": "boundary", "weight": 1.0}]
+    return [{"name": "pde", "weight": PDE_WEIGHTS[norm] if pde_weight is None else pde_weight, "norm": norm},
+            {"name": "boundary", "weight": boundary_weight}]
 
 
 def darcy_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> dict[str, Path]:
@@ -59,11 +62,16 @@ def darcy_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> d
 
 def recipe_config(recipe: str, files, args) -> dict:
     labelled = max(1, round(args.fraction * args.n_train))
-    train = {"path": str(files["train"]), "n": labelled if recipe != "data-free" else args.n_train}
-    physics = physics_terms(args.norm)
-    loss = {"data-only": "relative_l2", "hybrid": [{"name": "relative_l2"}, *physics], "data-free": physics}[recipe]
+    train = {"path": str(files["train"]), "n": labelled if recipe == "data-only" else args.n_train}
+    physics = physics_terms(args.norm, args.boundary_weight, args.pde_weight)
+    # hybrid: the data term scores the labelled tenth of each batch; weighted 1 / fraction it weighs as much
+    # per step as in data-only
+    data = {"name": "relative_l2", "weight": args.n_train / labelled}
+    loss = {"data-only": "relative_l2", "hybrid": [data, *physics], "data-free": physics}[recipe]
     if recipe == "data-free":
         train["targets"] = False
+    if recipe == "hybrid":
+        train["labelled"] = labelled
     # equal budgets in optimizer steps: every recipe makes epochs * (n_train / batch) steps
     steps = args.epochs * max(1, args.n_train // args.batch_size)
     epochs = max(1, steps // max(1, -(-train["n"] // args.batch_size)))
@@ -79,18 +87,20 @@ def run_darcy(args) -> None:
     files = darcy_files(args.data_dir, args.resolution, args.n_train, args.n_test)
     print(f"Darcy {args.resolution}, {args.n_train} train inputs ({args.fraction:.0%} labelled for data-only and "
           f"hybrid), {args.n_test} test, {args.epochs} epochs-equivalent, {args.threads} threads, pde term "
-          f"{args.norm} at weight {PDE_WEIGHTS[args.norm]}\n")
+          f"{args.norm} at weight {physics_terms(args.norm, args.boundary_weight, args.pde_weight)[0]['weight']:g}, "
+          f"boundary term at {args.boundary_weight:g}\n")
     print("| recipe | training samples (labelled) | optimizer steps | test rel. L2 | seconds |\n| --- | --- | --- | --- | --- |")
     for recipe in args.recipes:
         config = recipe_config(recipe, files, args)
-        out = args.out / f"darcy{args.resolution}_{recipe}" if args.norm == "l2" else \
-            args.out / f"darcy{args.resolution}_{recipe}_{args.norm}"
+        pde_weight = PDE_WEIGHTS[args.norm] if args.pde_weight is None else args.pde_weight
+        name = f"{recipe}_{args.norm}_p{pde_weight:g}_b{args.boundary_weight:g}_s{args.seed}"
+        out = args.out / f"darcy{args.resolution}_{name}"
         started = time.perf_counter()
         fit(config, out, progress=False, overwrite=True)
         seconds = time.perf_counter() - started
         metrics = RunDir(out).read_metrics()
         n = config["data"]["train"]["n"]
-        labelled = 0 if recipe == "data-free" else n
+        labelled = {"data-free": 0, "hybrid": config["data"]["train"].get("labelled")}.get(recipe, n)
         steps = config["train"]["epochs"] * -(-n // args.batch_size)
         print(f"| {recipe} | {n} ({labelled}) | {steps} | {metrics[-1]['test_rel_l2']:.4f} | {seconds:.0f} |", flush=True)
 
@@ -109,7 +119,8 @@ def run_tune(args) -> None:
         sample = pde.sample(7, index, args.resolution)
         batch = Batch(torch.tensor(sample["inputs"])[None], torch.tensor(sample["outputs"])[None],
                       spacing=(1 / (args.resolution - 1),) * 2, pde="darcy", params=pde.model_dump(mode="json"))
-        tuned, _ = fine_tune(model, task, batch, steps=args.steps, lr=args.tune_lr, loss=physics_terms(args.norm))
+        tuned, _ = fine_tune(model, task, batch, steps=args.steps, lr=args.tune_lr,
+                             loss=physics_terms(args.norm, args.boundary_weight, args.pde_weight))
         with torch.no_grad():
             for model_, errors in ((model, before), (tuned, after)):
                 errors.append(((task.predict(model_, batch) - batch.targets).norm() / batch.targets.norm()).item())
@@ -169,6 +180,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--balance", default="fixed")
     parser.add_argument("--norm", choices=sorted(PDE_WEIGHTS), default="l2", help="the pde term's norm")
+    parser.add_argument("--boundary-weight", type=float, default=1.0)
+    parser.add_argument("--pde-weight", type=float, default=None, help="default: by --norm (PDE_WEIGHTS)")
     parser.add_argument("--recipes", nargs="+", default=["data-only", "hybrid", "data-free"])
     parser.add_argument("--samples", type=int, default=5)
     parser.add_argument("--steps", type=int, default=300)

@@ -227,6 +227,38 @@ def evaluate(run, data, resolution, queries, device):
 @cli.command()
 @click.argument("run", type=click.Path(path_type=Path))
 @click.option("--data", type=click.Path(path_type=Path), required=True,
+              help="Dataset file (from oplearn generate: it names its PDE); its first inputs are tuned.")
+@click.option("--samples", type=click.IntRange(min=1), default=1, show_default=True,
+              help="How many inputs, each tuned alone.")
+@click.option("--steps", type=click.IntRange(min=1), default=300, show_default=True, help="Adam steps per input.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, show_default=True)
+@click.option("--norm", type=click.Choice(["l2", "h-1", "h-2"]), default=None,
+              help="The pde term's norm (default: h-1 where the PDE defines it, Darcy on grids; else l2).")
+@click.option("--boundary-weight", type=click.FloatRange(min=0), default=1.0, show_default=True)
+@click.option("--anchor", type=click.FloatRange(min=0), default=0.0, show_default=True,
+              help="Weight of a pull back to the trained prediction.")
+@click.option("--out", type=click.Path(path_type=Path), default=None, help="Output folder (default RUN/tune).")
+@click.option("--overwrite", is_flag=True, help="Replace earlier results in the output folder.")
+@click.option("--device", default="auto", show_default=True)
+def tune(run, data, samples, steps, lr, norm, boundary_weight, anchor, out, overwrite, device):
+    """Test-time fine-tuning (PINO): adapt a trained run to new inputs by their PDE residual alone."""
+    from oplearn.errors import DataError
+    from oplearn.train.fine_tune import tune_run
+
+    if not Path(data).is_file():
+        raise DataError(f"--data {data} does not exist; pass a dataset file (see `oplearn generate`)")
+    summary = tune_run(run, data, samples, steps, lr, norm, boundary_weight, anchor, out, overwrite, device)
+    for entry in summary["samples"]:
+        line = f"sample {entry['sample']}: loss {entry['first_loss']:.3g} -> {entry['final_loss']:.3g}"
+        if "rel_l2_before" in entry:
+            line += f", relative L2 {entry['rel_l2_before']:.4f} -> {entry['rel_l2_after']:.4f}"
+        click.echo(line)
+    click.echo(f"-> {summary['files']['npz']}, {summary['files']['json']}")
+
+
+@cli.command()
+@click.argument("run", type=click.Path(path_type=Path))
+@click.option("--data", type=click.Path(path_type=Path), required=True,
               help="Dataset file; its first N inputs are the kernel's points.")
 @click.option("--n", "n", type=click.IntRange(min=1), default=256, show_default=True, help="Number of inputs.")
 @click.option("--method", type=click.Choice(["auto", "jacobian", "vjp", "structured"]), default="auto",

@@ -5,13 +5,14 @@ import copy
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from oplearn.data.batch import Batch
 from oplearn.data.generate import generate
 from oplearn.data.pdes.darcy import DarcyFlow
-from oplearn.errors import ConfigError
+from oplearn.errors import ConfigError, DataError
 from oplearn.train import fit
 from oplearn.train.checkpoint import Checkpoint
 from oplearn.train.fine_tune import fine_tune
@@ -61,6 +62,43 @@ def test_balanced_weights_resume_exactly(darcy_files, tmp_path):
         assert torch.equal(value, resumed.tensors[key]), key
 
 
+def test_hybrid_training_never_reads_the_unlabelled_targets(darcy_files, tmp_path):
+    """``labelled: 5``: a copy of the training file whose samples 5.. have other solutions trains to the same
+    weights; the data term sees the first 5, the pde and boundary terms all 20."""
+    import h5py
+
+    altered = tmp_path / "altered.h5"
+    altered.write_bytes(darcy_files["train"].read_bytes())
+    with h5py.File(altered, "r+") as handle:
+        handle["outputs"][5:] = handle["outputs"][5:] * 3.0 + 1.0
+    loss = [{"name": "relative_l2", "weight": 4.0}, *PHYSICS]
+    runs = {}
+    for name, path in (("original", darcy_files["train"]), ("altered", altered)):
+        settings = config({**darcy_files, "train": path}, loss, epochs=2)
+        settings["data"]["train"]["labelled"] = 5
+        fit(settings, tmp_path / name, progress=False)
+        runs[name] = Checkpoint(tmp_path / name / "checkpoints" / "last.safetensors").tensors
+    for key, value in runs["original"].items():
+        assert torch.equal(value, runs["altered"][key]), key
+    # ... while labelling all of them does read the altered solutions
+    settings = config({**darcy_files, "train": altered}, loss, epochs=2)
+    fit(settings, tmp_path / "all", progress=False)
+    every = Checkpoint(tmp_path / "all" / "checkpoints" / "last.safetensors").tensors
+    assert any(not torch.equal(value, every[key]) for key, value in runs["original"].items())
+
+
+def test_labelled_samples_are_checked_in_one_line(darcy_files, tmp_path):
+    settings = config(darcy_files, PHYSICS, epochs=1)
+    settings["data"]["train"]["labelled"] = 50
+    with pytest.raises(DataError, match="labelled 50 exceeds its 20 samples"):
+        fit(settings, tmp_path / "many", progress=False)
+    settings = config(darcy_files, PHYSICS, targets=False, epochs=1)
+    settings["data"]["train"]["labelled"] = 5
+    with pytest.raises(ConfigError, match="'targets' is false"):
+        fit(settings, tmp_path / "none", progress=False)
+    assert not (tmp_path / "many").exists() and not (tmp_path / "none").exists()
+
+
 def test_fine_tuning_on_the_residual_improves_an_out_of_distribution_prediction(darcy_files, tmp_path):
     fit(config(darcy_files, "relative_l2"), tmp_path / "run", progress=False)
     _, model, task = load_run(tmp_path / "run", device="cpu")
@@ -80,6 +118,27 @@ def test_fine_tuning_on_the_residual_improves_an_out_of_distribution_prediction(
     assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # the trained model is untouched
     with pytest.raises(ConfigError, match="physics loss terms only"):
         fine_tune(model, task, batch, loss="relative_l2")
+
+
+def test_the_tune_command_lowers_the_error_on_new_inputs_and_writes_its_results(darcy_files, tmp_path):
+    from oplearn.cli import main
+
+    settings = config(darcy_files, "relative_l2", epochs=5)
+    fit(settings, tmp_path / "run", progress=False)
+    shifted = tmp_path / "contrast24.h5"
+    generate("darcy", 2, 17, seed=5, out=shifted, params={"oversample": 2, "high": 24.0}, progress=False, workers=1)
+    assert main(["tune", str(tmp_path / "run"), "--data", str(shifted), "--samples", "2", "--steps", "40",
+                 "--lr", "3e-3"]) == 0
+    summary = json.loads((tmp_path / "run" / "tune" / "tune.json").read_text())
+    assert summary["loss"][0] == {"name": "pde", "norm": "h-1"}  # Darcy's default norm
+    for entry in summary["samples"]:
+        assert entry["final_loss"] < entry["first_loss"] / 2
+        assert entry["rel_l2_after"] < entry["rel_l2_before"]
+    arrays = np.load(tmp_path / "run" / "tune" / "tune.npz")
+    assert arrays["before"].shape == arrays["after"].shape == (2, 1, 17, 17)
+    # a second call does not overwrite silently; a missing file is one line
+    assert main(["tune", str(tmp_path / "run"), "--data", str(shifted)]) == 2
+    assert main(["tune", str(tmp_path / "run"), "--data", str(tmp_path / "missing.h5"), "--overwrite"]) == 2
 
 
 def test_physics_mistakes_are_one_line_errors(darcy_files, tmp_path):

@@ -41,6 +41,7 @@ class Batch:
     query_mask: torch.Tensor | None = None
     pde: str | None = None
     params: dict = field(default_factory=dict)
+    labelled: torch.Tensor | None = None  # (B,) bool: samples whose targets data terms may read (None: all)
 
     def __post_init__(self):
         if self.kind not in KINDS:
@@ -57,7 +58,16 @@ class Batch:
         cells = None if self.cells is None else [move(c) for c in self.cells]
         return dataclasses.replace(self, inputs=move(self.inputs), targets=move(self.targets),
                                    coords=move(self.coords), mask=move(self.mask), cells=cells,
-                                   queries=move(self.queries), query_mask=move(self.query_mask))
+                                   queries=move(self.queries), query_mask=move(self.query_mask),
+                                   labelled=move(self.labelled))
+
+    def labelled_targets(self) -> torch.Tensor:
+        """The targets of the labelled samples only ``(L, C_out, ...)`` (all of them when every sample is)."""
+        return self.targets if self.labelled is None else self.targets[self.labelled]
+
+    def labelled_mask(self) -> torch.Tensor | None:
+        """The padding mask of the labelled samples (None where there is none)."""
+        return self.mask if self.mask is None or self.labelled is None else self.mask[self.labelled]
 
     def with_targets(self, targets: torch.Tensor | None) -> "Batch":
         """The same batch with other targets (a residual, one time step of a trajectory)."""

@@ -58,6 +58,7 @@ class FieldDataset:
     pde: str | None = None  # the equation the data solve and its parameters, for physics loss terms
     params: dict = {}
     targets = True  # False: batches carry no targets (data-free training from the inputs alone)
+    labelled: int | None = None  # only the first ``labelled`` samples' targets may be read (hybrid training)
 
     def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str = "data"):
         self.name = name
@@ -141,12 +142,19 @@ class FieldDataset:
         """
         inputs, outputs = self._pairs.read(indices)
         return Batch(inputs, outputs if self.targets else None, spacing=Grid(self.resolution, self.location).spacing,
-                     pde=self.pde, params=self.params)
+                     pde=self.pde, params=self.params, labelled=labelled_rows(self, indices))
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """All samples in order, ``batch_size`` at a time."""
         for start in range(0, len(self), batch_size):
             yield self.batch(range(start, min(start + batch_size, len(self))))
+
+
+def labelled_rows(dataset, indices) -> torch.Tensor | None:
+    """``(B,)`` bool, True for the samples among ``indices`` whose targets are labels (None: all of them)."""
+    if dataset.labelled is None or not dataset.targets:
+        return None
+    return torch.as_tensor(indices, dtype=torch.long).reshape(-1) < dataset.labelled
 
 
 def _stored_times(path: Path) -> np.ndarray | None:

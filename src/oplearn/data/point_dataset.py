@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from oplearn.data.batch import Batch
+from oplearn.data.dataset import labelled_rows
 from oplearn.errors import DataError
 
 _KEYS = ("points", "inputs", "outputs")
@@ -61,6 +62,7 @@ class PointDataset:
             raise DataError(f"{name} holds no samples")
         self.name, self.kind, self.pde, self.params = name, kind, pde, dict(params or {})
         self.targets = True  # False: batches carry no targets (data-free training)
+        self.labelled = None  # only the first ``labelled`` samples' targets may be read (hybrid training)
         self._source, self._length = samples, available if n is None else n
         first = self._read([0])[0]
         _check_sample(name, 0, first, None, None)
@@ -109,7 +111,7 @@ class PointDataset:
         if self.kind == "mesh":
             cells = [torch.as_tensor(np.asarray(s["cells"]), dtype=torch.long) for s in samples]
         return Batch(stack("inputs"), stack("outputs") if self.targets else None, kind=self.kind, coords=stack("points"), mask=mask,
-                     cells=cells, pde=self.pde, params=self.params)
+                     cells=cells, pde=self.pde, params=self.params, labelled=labelled_rows(self, indices))
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
         """All samples in order, ``batch_size`` at a time."""

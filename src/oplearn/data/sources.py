@@ -61,6 +61,10 @@ def load_source(source, name: str, progress: bool = False, is_main: bool = True,
         raise DataError(f"{path} has grid {dataset.resolution}, but resolution {source.resolution} was asked for; "
                         "delete the file to regenerate it or fix the config")
     dataset.targets = getattr(source, "targets", True)
+    labelled = getattr(source, "labelled", None)
+    if labelled is not None and labelled > len(dataset):
+        raise DataError(f"{name} data {path}: labelled {labelled} exceeds its {len(dataset)} samples; lower labelled")
+    dataset.labelled = labelled
     return dataset
 
 

@@ -293,7 +293,7 @@ class PODDeepONet(_SensorOperator):
             self.hyper = self.hyper.model_copy(update={"output_grid": list(train.resolution)})
         updates = super().fit_to_data(train)
         p, k = self.hyper.basis, self.out_channels
-        outputs = torch.cat([b.targets if encode_outputs is None else encode_outputs(b.targets)
+        outputs = torch.cat([b.labelled_targets() if encode_outputs is None else encode_outputs(b.labelled_targets())
                              for b in train.batches(256)]).double()
         blocks = outputs.flatten(2).unbind(1) if self.hyper.per_channel else [outputs.flatten(1)]  # (N, Q) or (N, K*Q)
         if p > min(blocks[0].shape):

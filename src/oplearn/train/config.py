@@ -41,11 +41,16 @@ class DataSource(_Strict):
     output_steps: list[int] = [-1]
     in_memory: bool | None = None
     targets: bool = True  # false: batches carry the inputs only (data-free physics training; test data need them)
+    labelled: int | None = Field(default=None, gt=0)
+    """Only the first ``labelled`` samples count as labelled (hybrid training): data terms score those, physics
+    terms every sample, normalizers and POD modes see the labelled targets only. None: all are labelled."""
 
     @model_validator(mode="after")
     def _generation_needs_size(self):
         if self.pde is not None and (self.n is None or self.resolution is None):
             raise ValueError("a data source with 'pde' also needs 'n' and 'resolution' to generate it")
+        if self.labelled is not None and not self.targets:
+            raise ValueError("'labelled' counts samples with targets, but 'targets' is false; drop one of them")
         return self
 
 

@@ -61,7 +61,8 @@ class DataTerm:
                               "physics term")
         if batch.kind != "grid" and self.name != "relative_l2":
             raise ConfigError(f"loss {self.name} is defined on uniform grids; use relative_l2 on {batch.kind} data")
-        return self.function(batch.masked(prediction), batch.targets, reduction="none")
+        values = self.function(batch.masked(prediction), batch.targets, reduction="none")
+        return values if batch.labelled is None else torch.where(batch.labelled, values, torch.zeros_like(values))
 
 
 for _name in LOSSES:
