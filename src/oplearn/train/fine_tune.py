@@ -5,7 +5,7 @@ the equation's residual alone, no solution needed.
 
 starting from the trained weights; optionally ``anchor`` * ||G_theta(a) - G_theta0(a)||^2 / ||G_theta0(a)||^2
 keeps the tuned prediction near the trained one. The trained model is left unchanged (a copy is tuned).
-For Darcy give the pde term ``norm: h-1``: the mean square of the residual (the default) weighs the
+The default terms (:func:`default_loss`) score Darcy's residual in the h-1 norm: its mean square weighs the
 prediction's high frequencies so much more than its smooth error that tuning by it can raise the error
 (benchmarks/RESULTS.md, PINO).
 """
@@ -24,19 +24,17 @@ from oplearn.data.batch import Batch
 from oplearn.errors import ConfigError
 from oplearn.train.objective import Objective, PhysicsTerm
 
-DEFAULT_LOSS = [{"name": "pde"}, {"name": "boundary", "weight": 1.0}]
-
 
 def fine_tune(model: nn.Module, task, batch: Batch, steps: int = 200, lr: float = 1e-4, loss=None,
               anchor: float = 0.0) -> tuple[nn.Module, list[float]]:
     """A copy of ``model`` tuned for ``steps`` Adam steps on ``batch`` (one or a few inputs; targets unused)
-    by the physics terms ``loss`` (``train.loss`` syntax; default pde + boundary), and the loss per step.
+    by the physics terms ``loss`` (``train.loss`` syntax; default :func:`default_loss`), and the loss per step.
 
     ``task`` is the run's task (its normalizers and calling convention, :func:`oplearn.train.recipes.load_run`).
     """
     if steps < 1 or lr <= 0:
         raise ConfigError(f"fine-tuning needs steps >= 1 and lr > 0, got steps {steps} and lr {lr}")
-    objective = Objective.from_config(loss or DEFAULT_LOSS)
+    objective = Objective.from_config(loss or default_loss(batch.pde))
     if not all(isinstance(term, PhysicsTerm) for _, term in objective.terms):
         raise ConfigError("test-time fine-tuning knows no solution: use physics loss terms only (pde, boundary, "
                           "initial)")
