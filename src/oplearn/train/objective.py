@@ -79,7 +79,6 @@ class PhysicsTerm:
     two-valued; periodic data by Fourier interpolation) and the model is called again on them. Node grids
     (spacing 1/(n-1)) go to (n-1)k+1 points, so the data's nodes stay nodes; cell and periodic grids to nk.
 
-
     ``norm`` (pde term): ``l2``, the mean square, or ``h-1`` / ``h-2``, the residual's squared H^-1 / H^-2
     norm through the inverse Laplacian of its grid (the PDE's ``residual_squares``; Darcy on grids). For an
     elliptic equation these weigh the error as its H^1 seminorm / L2 norm do, where the mean square weighs

@@ -283,9 +283,10 @@ def dirichlet_sobolev_squares(residual: torch.Tensor, location: str, order: int)
     returns it, nodes or cells).
 
     Order 0 is the mean square. For r = L e (the residual of u* + e when a = 1), order 1 gives
-    e^T L e / N^2, the discrete H^1 seminorm of the error, and order 2 gives |e|^2 / N^2, its mean square; for
-    a two-valued a both stay within the contrast (high/low, squared for order 2) of those. The mean square
-    (order 0) weighs an error's mode k about k^4 more than order 2 does: a badly conditioned loss.
+    e^T L e / N^2, the discrete H^1 seminorm of the error, and order 2 gives |e|^2 / N^2, its mean square. For
+    a coefficient between low and high, order 1 stays within [low^2, high^2] times e^T L e / N^2 (the spectrum
+    of L^-1/2 A L^-1/2 lies in [low, high]). The mean square (order 0) weighs an error's mode k about k^4 more
+    than order 2 does: a badly conditioned loss.
     """
     if order == 0:
         return residual.square().mean((-2, -1))
