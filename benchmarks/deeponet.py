@@ -139,6 +139,7 @@ def eager_floor(case: str, steps: int, batch: int, device: str = "cpu") -> dict:
 
     from oplearn.data.sources import open_data
     from oplearn.layers.coordinates import grid_coordinates
+    from oplearn.layers.dense import dense_net
 
     train = open_data(data_files(case)["train"])
     everything = train.batch(range(len(train)))
@@ -148,18 +149,10 @@ def eager_floor(case: str, steps: int, batch: int, device: str = "cpu") -> dict:
     grid = train.resolution
     trunk_points = grid_coordinates(grid, dtype=torch.float32, device="cpu").reshape(len(grid), -1).T
 
-    def mlp(sizes: list[int], last_activation: bool) -> torch.nn.Sequential:
-        layers = []
-        for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
-            layers.append(torch.nn.Linear(n_in, n_out))
-            if i < len(sizes) - 2 or last_activation:
-                layers.append(torch.nn.ReLU())
-        return torch.nn.Sequential(*layers)
-
     torch.manual_seed(0)
     a, u, trunk_points = a.to(device), u.to(device), trunk_points.to(device)
-    branch = mlp([a.shape[1]] + [WIDTH] * DEPTH + [BASIS], False).to(device)
-    trunk = mlp([trunk_points.shape[1]] + [WIDTH] * DEPTH + [BASIS], True).to(device)
+    branch = dense_net([a.shape[1]] + [WIDTH] * DEPTH + [BASIS], "relu").to(device)
+    trunk = dense_net([trunk_points.shape[1]] + [WIDTH] * DEPTH + [BASIS], "relu", last_activation=True).to(device)
     bias = torch.nn.Parameter(torch.zeros(1, device=device))
     params = [*branch.parameters(), *trunk.parameters(), bias]
     optimizer = torch.optim.Adam(params, lr=1e-3, fused=True)
