@@ -39,7 +39,7 @@ from oplearn.data.batch import Batch
 from oplearn.data.generate import generate
 from oplearn.data.pdes import DarcyFlow, get_pde
 from oplearn.train import fit
-from oplearn.train.fine_tune import fine_tune
+from oplearn.train.fine_tune import default_loss, fine_tune
 from oplearn.train.recipes import load_run
 from oplearn.train.run_dir import RunDir
 
@@ -47,9 +47,9 @@ PDE_WEIGHTS = {"l2": 1e-4, "h-1": 0.05, "h-2": 1.0}  # the pde term's weight by 
 
 
 def physics_terms(norm: str = "l2", boundary_weight: float = 1.0, pde_weight: float | None = None) -> list[dict]:
-    """The pde term in ``norm`` (mean square, or the H^-1 / H^-2 norm of the residual) and the boundary term."""
-    return [{"name": "pde", "weight": PDE_WEIGHTS[norm] if pde_weight is None else pde_weight, "norm": norm},
-            {"name": "boundary", "weight": boundary_weight}]
+    """fine_tune's default pde + boundary terms, the pde term in ``norm`` at its weight by norm (PDE_WEIGHTS)."""
+    pde, boundary = default_loss("darcy", norm, boundary_weight)
+    return [{**pde, "weight": PDE_WEIGHTS[norm] if pde_weight is None else pde_weight}, boundary]
 
 
 def darcy_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> dict[str, Path]:
