@@ -79,8 +79,9 @@ def fit_normalizers(train, normalize_inputs: bool = True, normalize_outputs: boo
     inputs, outputs = ChannelMoments(), ChannelMoments()
     for batch in train.batches(batch_size):
         inputs.add(batch.inputs, batch.mask)
-        if normalize_outputs and len(batch.labelled_targets()):
-            outputs.add(batch.labelled_targets(), batch.labelled_mask())
+        labelled = batch.labelled_targets() if normalize_outputs else None
+        if labelled is not None and len(labelled):
+            outputs.add(labelled, batch.labelled_mask())
     return inputs.normalizer() if normalize_inputs else None, outputs.normalizer() if normalize_outputs else None
 
 
