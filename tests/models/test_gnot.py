@@ -149,7 +149,7 @@ def train_by_cli(capsys, tmp_path, train, test, hyper, epochs, batch_size=6):
 
 def test_the_dimension_comes_from_the_training_data(data_files):
     fresh = build("gnot", 1, 1)
-    assert fresh.fit_to_data(open_data(data_files["mesh_train"])) == {"dim": 2} and fresh.hyper.dim == 2
+    assert fresh.fit_to_data(open_data(data_files["mesh_train"]))["dim"] == 2 and fresh.hyper.dim == 2
     with pytest.raises(ConfigError, match="dim=3 does not match the training data's 2-D points"):
         build("gnot", 1, 1, dim=3).fit_to_data(open_data(data_files["mesh_train"]))
 

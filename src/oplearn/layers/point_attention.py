@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from oplearn.errors import ConfigError, ShapeError
-from oplearn.layers.coordinates import grid_coordinates
+from oplearn.layers.coordinates import bounding_box, grid_coordinates
 
 ATTENTION_FORMS = ("galerkin", "fourier", "normalized")
 
@@ -111,12 +111,14 @@ def merge_heads(x: torch.Tensor) -> torch.Tensor:
 # ---- grids and point sets alike -------------------------------------------------------------------------
 
 def as_point_set(name: str, in_channels: int, dim: int, x: torch.Tensor, coords: torch.Tensor | None,
-                 mask: torch.Tensor | None, queries: torch.Tensor | None = None):
+                 mask: torch.Tensor | None, queries: torch.Tensor | None = None, domain=None):
     """``(features (B, N, C), coords (B, N, d), mask, grid shape or None)`` of a model's inputs.
 
     Grids ``(B, C, *S)`` (``coords`` None) become their ``prod(S)`` nodes with coordinates ``i / (n - 1)``;
-    point sets ``(B, C, N)`` come with ``coords (B, d, N)``. Padded points' features and coordinates are
-    zeroed, so that whatever they held cannot reach a sum (not even inf or NaN).
+    point sets ``(B, C, N)`` come with ``coords (B, d, N)``, mapped onto the unit box by
+    ``(x - low) / (high - low)`` when a ``domain = [low, high]`` is given (else used as they are). Padded
+    points' features and coordinates are zeroed, so that whatever they held cannot reach a sum (not even inf
+    or NaN).
     """
     if queries is not None:
         raise ConfigError(f"{name} predicts at its input points; these data ask for other query points "
@@ -137,6 +139,9 @@ def as_point_set(name: str, in_channels: int, dim: int, x: torch.Tensor, coords:
     if coords.shape[1] != dim:
         raise ShapeError(f"{name} was built for {dim}-D points; got {coords.shape[1]}-D coordinates")
     features, points = x.transpose(1, 2), coords.transpose(1, 2).to(x.dtype)
+    if domain is not None:
+        low, high = (torch.tensor(side, dtype=x.dtype, device=x.device) for side in domain)
+        points = (points - low) / torch.where(high > low, high - low, torch.ones_like(high))
     if mask is not None:
         if mask.shape != (x.shape[0], x.shape[2]) or mask.dtype != torch.bool:
             raise ShapeError(f"{name}: mask must be a bool (B, N) = {(x.shape[0], x.shape[2])} tensor, "
@@ -155,17 +160,22 @@ def as_model_output(y: torch.Tensor, grid: tuple[int, ...] | None, mask: torch.T
 
 
 def fit_dimension(model, train) -> dict:
-    """``{"dim": d}`` of the training data (grid axes or point dimension). An unset ``model.hyper.dim`` is set
-    to it and the model's layers built (``model._build()``); a ``dim`` already set is checked against it."""
+    """``{"dim": d, "domain": box}`` of the training data: the grid axes or point dimension, and the points'
+    bounding box (:func:`~oplearn.layers.coordinates.bounding_box`) unless ``model.hyper.domain`` is set.
+    An unset ``model.hyper.dim`` is set to ``d`` and the model's layers built (``model._build()``); a ``dim``
+    already set is checked against it."""
     found = len(train.resolution) if train.kind == "grid" else int(train.dim)
     given = model.hyper.dim
     if given is not None and given != found:
         raise ConfigError(f"model {model.name}: dim={given} does not match the training data's {found}-D points; "
                           "leave dim unset to take it from the data")
+    updates = {"dim": found}
+    if model.hyper.domain is None:
+        updates["domain"] = bounding_box(train)
+    model.hyper = model.hyper.model_copy(update=updates)
     if given is None:
-        model.hyper = model.hyper.model_copy(update={"dim": found})
         model._build()
-    return {"dim": found}
+    return {key: [list(side) for side in value] if key == "domain" else value for key, value in updates.items()}
 
 
 def require_dimension(name: str, dim: int | None) -> int:

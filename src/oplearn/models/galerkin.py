@@ -9,6 +9,9 @@ Galerkin ``z = Q (LN(K)^T LN(V)) / n`` (a learned Petrov-Galerkin projection, O(
 ``z = (LN(Q) LN(K)^T) V / n`` (a kernel integral, quadrature weight 1/n; evaluated as ``LN(Q)(LN(K)^T V) / n``,
 the same product in linear cost). The points' coordinates are appended to every head's queries, keys and
 values (``coordinates_in_heads``), as in the paper. Normalization sits inside the attention only.
+
+Coordinates enter mapped onto the unit box of ``domain`` (the training points' bounding box, fitted by
+``fit_to_data``), so that the model sees the same inputs whatever units and extent the mesh comes in.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError
+from oplearn.layers.coordinates import check_domain
 from oplearn.layers.dense import dense_net
 from oplearn.layers.point_attention import (LinearAttention, as_model_output, as_point_set, fit_dimension,
                                             map_over_points, require_dimension)
-from oplearn.models.operator import Hyperparameters, Operator, register
+from oplearn.models.operator import Operator, PointHyper, register
 
 FORMS = ("galerkin", "fourier")
 
@@ -48,7 +52,7 @@ class GalerkinTransformer(Operator):
 
     geometries = frozenset({"grid", "mesh", "points"})
 
-    class Hyper(Hyperparameters):
+    class Hyper(PointHyper):
         dim: int | None = None
         """Dimension d of the points (grid axes); None: taken from the training data."""
         width: int = 64
@@ -85,6 +89,7 @@ class GalerkinTransformer(Operator):
     def _build(self) -> None:
         h = self.hyper
         dim = require_dimension(self.name, h.dim)
+        check_domain(self.name, h.domain, dim)
         self.encoder = nn.Linear(self.in_channels + dim, h.width)
         coordinate_dim = dim if h.coordinates_in_heads else 0
         self.blocks = nn.ModuleList(GalerkinBlock(h.width, h.n_heads, h.attention, coordinate_dim, h.activation)
@@ -92,13 +97,14 @@ class GalerkinTransformer(Operator):
         self.decoder = dense_net([h.width, 2 * h.width, self.out_channels], h.activation)
 
     def fit_to_data(self, train, encode_outputs=None) -> dict:
-        """Take the points' dimension from the training data and build the layers."""
+        """Take the points' dimension and bounding box from the training data and build the layers."""
         return fit_dimension(self, train)
 
     def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 queries: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         dim = require_dimension(self.name, self.hyper.dim)
-        features, points, mask, grid = as_point_set(self.name, self.in_channels, dim, x, coords, mask, queries)
+        features, points, mask, grid = as_point_set(self.name, self.in_channels, dim, x, coords, mask, queries,
+                                                    self.hyper.domain)
         hidden = self.encoder(torch.cat([features, points], dim=-1))
         for block in self.blocks:
             hidden = block(hidden, points, mask, self.hyper.chunk_points)

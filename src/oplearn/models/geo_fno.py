@@ -22,12 +22,13 @@ from torch import nn
 
 from oplearn.errors import ConfigError
 from oplearn.layers.activations import make_activation
+from oplearn.layers.coordinates import check_domain
 from oplearn.layers.nonuniform_fourier import nonuniform_forward, nonuniform_inverse
 from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.layers.spectral import complex_channel_mix, forward_modes, inverse_modes
 from oplearn.models.fno import FourierBlock
-from oplearn.models.gno import PointHyper, PointOperator, projection_net
-from oplearn.models.operator import register
+from oplearn.models.gno import PointOperator, projection_net
+from oplearn.models.operator import PointHyper, register
 
 
 class Deformation(nn.Module):
@@ -93,8 +94,7 @@ class GeoFNO(PointOperator):
                 or h.deformation_width < 0:
             raise ConfigError("in_channels, out_channels, width, n_layers, projection_channels and chunk_points "
                               "must be positive, deformation_width >= 0")
-        if h.domain is not None and not (len(h.domain[0]) == len(h.domain[1]) == dim):
-            raise ConfigError(f"domain must be [[low...], [high...]] with {dim} numbers each, got {h.domain}")
+        check_domain(self.name, h.domain, dim)
         if h.padding < 0:
             raise ConfigError(f"padding must be >= 0, got {h.padding}")
         self.deformation = Deformation(dim, h.deformation_width, h.activation) if h.deformation_width else None

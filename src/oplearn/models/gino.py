@@ -20,14 +20,14 @@ from torch import nn
 
 from oplearn.errors import ConfigError
 from oplearn.layers.activations import make_activation
-from oplearn.layers.coordinates import grid_coordinates
+from oplearn.layers.coordinates import check_domain, grid_coordinates
 from oplearn.layers.kernel_integral import KernelIntegral
 from oplearn.layers.neighbors import radius_neighbors
 from oplearn.layers.padding import DomainPadding
 from oplearn.layers.pointwise import PointwiseLinear
 from oplearn.models.fno import FourierBlock
-from oplearn.models.gno import PointHyper, PointOperator, projection_net
-from oplearn.models.operator import register
+from oplearn.models.gno import PointOperator, projection_net
+from oplearn.models.operator import PointHyper, register
 
 
 @register("gino")
@@ -80,8 +80,7 @@ class GINO(PointOperator):
         if not h.radius >= reach:
             raise ConfigError(f"radius {h.radius} leaves points without a latent node in reach; with latent_grid "
                               f"{list(self.latent_grid)} it must be at least {reach:.4g}")
-        if h.domain is not None and not (len(h.domain[0]) == len(h.domain[1]) == dim):
-            raise ConfigError(f"domain must be [[low...], [high...]] with {dim} numbers each, got {h.domain}")
+        check_domain(self.name, h.domain, dim)
         if not 0.0 <= h.padding < 1.0:
             raise ConfigError(f"padding is a fraction of each axis in [0, 1), got {h.padding}")
         self.lifting = PointwiseLinear(in_channels + dim, h.width)

@@ -22,19 +22,11 @@ from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.activations import make_activation
-from oplearn.layers.coordinates import grid_coordinates
+from oplearn.layers.coordinates import bounding_box, check_domain, grid_coordinates
 from oplearn.layers.kernel_integral import KERNEL_FORMS, KernelIntegral
 from oplearn.layers.neighbors import radius_neighbors
 from oplearn.layers.pointwise import PointwiseLinear
-from oplearn.models.operator import Hyperparameters, Operator, register
-
-
-class PointHyper(Hyperparameters):
-    """The hyperparameter every point operator shares."""
-
-    domain: tuple[tuple[float, ...], tuple[float, ...]] | None = None
-    """The box ``[[low...], [high...]]`` the points lie in, mapped onto the unit box (None: fitted on the
-    training data; grids are the unit box)."""
+from oplearn.models.operator import Operator, PointHyper, register
 
 
 class PointOperator(Operator):
@@ -59,18 +51,7 @@ class PointOperator(Operator):
                               f"{self.dimension_hint(dim)}")
         if self.hyper.domain is not None:
             return {}
-        if train.kind == "grid":
-            domain = ((0.0,) * dim, (1.0,) * dim)
-        else:
-            low, high = None, None
-            for batch in train.batches(64):
-                coords = batch.coords.double()
-                real = torch.ones_like(coords[:, 0], dtype=torch.bool) if batch.mask is None else batch.mask
-                batch_low = torch.where(real[:, None], coords, torch.inf).amin((0, 2))
-                batch_high = torch.where(real[:, None], coords, -torch.inf).amax((0, 2))
-                low = batch_low if low is None else torch.minimum(low, batch_low)
-                high = batch_high if high is None else torch.maximum(high, batch_high)
-            domain = (tuple(low.tolist()), tuple(high.tolist()))
+        domain = bounding_box(train)
         self.hyper = self.hyper.model_copy(update={"domain": domain})
         return {"domain": [list(side) for side in domain]}
 
@@ -182,8 +163,7 @@ class GNO(PointOperator):
             raise ConfigError(f"radius must be positive, got {h.radius}")
         if h.kernel_form not in KERNEL_FORMS:
             raise ConfigError(f"unknown kernel_form '{h.kernel_form}'; choose one of: {', '.join(KERNEL_FORMS)}")
-        if h.domain is not None and not (len(h.domain[0]) == len(h.domain[1]) == h.dim):
-            raise ConfigError(f"domain must be [[low...], [high...]] with {h.dim} numbers each, got {h.domain}")
+        check_domain(self.name, h.domain, h.dim)
         self.lifting = PointwiseLinear(in_channels + h.dim, h.width)
         self.integrals = nn.ModuleList(
             KernelIntegral(h.width, h.width, h.dim, h.kernel_width, h.kernel_layers, h.kernel_form, h.activation,

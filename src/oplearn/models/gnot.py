@@ -18,6 +18,9 @@ Here the output points are the input points: batches with other query points are
 allows any query points; this model predicts at the input points only). Because the inputs are known at
 the output points, the query embedding sees them too (``query_inputs``; False: coordinates only, as in the
 paper, where a pointwise part of the map must pass through the averaging cross-attention).
+
+Coordinates enter mapped onto the unit box of ``domain`` (the training points' bounding box, fitted by
+``fit_to_data``), so that the model sees the same inputs whatever units and extent the mesh comes in.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError
+from oplearn.layers.coordinates import check_domain
 from oplearn.layers.dense import dense_net
 from oplearn.layers.point_attention import (LinearAttention, as_model_output, as_point_set, fit_dimension,
                                             map_over_points, require_dimension)
-from oplearn.models.operator import Hyperparameters, Operator, register
+from oplearn.models.operator import Operator, PointHyper, register
 
 
 class GeometricMixture(nn.Module):
@@ -82,7 +86,7 @@ class GNOT(Operator):
 
     geometries = frozenset({"grid", "mesh", "points"})
 
-    class Hyper(Hyperparameters):
+    class Hyper(PointHyper):
         dim: int | None = None
         """Dimension d of the points (grid axes); None: taken from the training data."""
         width: int = 64
@@ -125,6 +129,7 @@ class GNOT(Operator):
     def _build(self) -> None:
         h = self.hyper
         dim = require_dimension(self.name, h.dim)
+        check_domain(self.name, h.domain, dim)
         query_channels = dim + (self.in_channels if h.query_inputs else 0)
         self.query_embedding = dense_net([query_channels, h.width, h.width], h.activation)
         self.input_embeddings = nn.ModuleList(dense_net([dim + group, h.width, h.width], h.activation)
@@ -134,13 +139,14 @@ class GNOT(Operator):
         self.decoder = dense_net([h.width, h.width, self.out_channels], h.activation)
 
     def fit_to_data(self, train, encode_outputs=None) -> dict:
-        """Take the points' dimension from the training data and build the layers."""
+        """Take the points' dimension and bounding box from the training data and build the layers."""
         return fit_dimension(self, train)
 
     def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 queries: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         dim = require_dimension(self.name, self.hyper.dim)
-        features, points, mask, grid = as_point_set(self.name, self.in_channels, dim, x, coords, mask, queries)
+        features, points, mask, grid = as_point_set(self.name, self.in_channels, dim, x, coords, mask, queries,
+                                                    self.hyper.domain)
         functions = features.split(self.groups, dim=-1)
         inputs = [embed(torch.cat([points, f], dim=-1)) for embed, f in zip(self.input_embeddings, functions)]
         hidden = self.query_embedding(torch.cat([points, features], dim=-1) if self.hyper.query_inputs else points)

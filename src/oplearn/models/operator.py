@@ -41,6 +41,16 @@ class Hyperparameters(BaseModel):
     model_config = ConfigDict(extra="forbid", use_attribute_docstrings=True)
 
 
+class PointHyper(Hyperparameters):
+    """The hyperparameter of every model on point sets: the box their coordinates are mapped from."""
+
+    domain: tuple[tuple[float, ...], tuple[float, ...]] | None = None
+    """The box ``[[low...], [high...]]`` the points lie in, mapped onto the unit box by
+    ``(x - low) / (high - low)``; None: fitted on the training data (their bounding box; grids are the unit
+    box). A model never fitted maps by each batch's box (gno, gino, geo_fno) or not at all (the attention
+    models)."""
+
+
 class Operator(nn.Module):
     """Base class of every model: channels, validated hyperparameters and the contract's methods.
 

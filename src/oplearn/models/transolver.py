@@ -11,6 +11,9 @@ any set of points. On grids the nodes are the points; with ``grid_slicing="conv"
 structured-mesh variant) the slice logits and features come from a 3^d convolution over the grid instead
 of a pointwise map. Transolver++ options: a per-point temperature (``adaptive_temperature``) and Gumbel
 noise on the slice logits in training (``gumbel_slices``).
+
+Coordinates enter mapped onto the unit box of ``domain`` (the training points' bounding box, fitted by
+``fit_to_data``), so that the model sees the same inputs whatever units and extent the mesh comes in.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import torch
 from torch import nn
 
 from oplearn.errors import ConfigError
+from oplearn.layers.coordinates import check_domain
 from oplearn.layers.dense import dense_net
 from oplearn.layers.point_attention import (PhysicsAttention, as_model_output, as_point_set, fit_dimension,
                                             map_over_points, require_dimension)
-from oplearn.models.operator import Hyperparameters, Operator, register
+from oplearn.models.operator import Operator, PointHyper, register
 
 GRID_SLICINGS = ("linear", "conv")
 CONVOLUTIONS = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
@@ -67,7 +71,7 @@ class Transolver(Operator):
 
     geometries = frozenset({"grid", "mesh", "points"})
 
-    class Hyper(Hyperparameters):
+    class Hyper(PointHyper):
         dim: int | None = None
         """Dimension d of the points (grid axes); None: taken from the training data."""
         width: int = 128
@@ -113,6 +117,7 @@ class Transolver(Operator):
     def _build(self) -> None:
         h = self.hyper
         dim = require_dimension(self.name, h.dim)
+        check_domain(self.name, h.domain, dim)
         self.embedding = dense_net([self.in_channels + dim, 2 * h.width, h.width], h.activation)
         conv_dim = dim if h.grid_slicing == "conv" else None
         self.blocks = nn.ModuleList(
@@ -122,14 +127,15 @@ class Transolver(Operator):
         self.head = nn.Linear(h.width, self.out_channels)
 
     def fit_to_data(self, train, encode_outputs=None) -> dict:
-        """Take the points' dimension from the training data and build the layers."""
+        """Take the points' dimension and bounding box from the training data and build the layers."""
         return fit_dimension(self, train)
 
     def forward(self, x: torch.Tensor, coords: torch.Tensor | None = None, mask: torch.Tensor | None = None,
                 queries: torch.Tensor | None = None, query_mask: torch.Tensor | None = None) -> torch.Tensor:
         h = self.hyper
         dim = require_dimension(self.name, h.dim)
-        features, points, mask, grid = as_point_set(self.name, self.in_channels, dim, x, coords, mask, queries)
+        features, points, mask, grid = as_point_set(self.name, self.in_channels, dim, x, coords, mask, queries,
+                                                    h.domain)
         if grid is None and h.grid_slicing == "conv":
             raise ConfigError("transolver with grid_slicing='conv' takes grid data only; use grid_slicing='linear' "
                               "for meshes and point clouds")
