@@ -46,7 +46,9 @@ def quickstart(fast, out, data_dir):
               help="Solver processes on CPU (default: all cores).")
 @click.option("--resume", is_flag=True, help="Continue an interrupted file.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing file.")
-def generate(pde, n, resolution, seed, out, params, device, batch, workers, resume, overwrite):
+@click.option("--inputs-only", is_flag=True,
+              help="Draw the inputs without solving (darcy): a file for data-free physics-informed training.")
+def generate(pde, n, resolution, seed, out, params, device, batch, workers, resume, overwrite, inputs_only):
     """Solve PDE for N random inputs and write an HDF5 dataset (grid or mesh, as the PDE makes them)."""
     from oplearn.data import generate as run_generate
     from oplearn.errors import ConfigError
@@ -60,7 +62,7 @@ def generate(pde, n, resolution, seed, out, params, device, batch, workers, resu
         values[key] = parse_value("--param", item, value)
     out = out or Path(f"{pde}_{n}_{resolution}.h5")
     path = run_generate(pde, n, resolution, seed=seed, out=out, params=values, device=device,
-                        batch=batch, workers=workers, resume=resume, overwrite=overwrite)
+                        batch=batch, workers=workers, resume=resume, overwrite=overwrite, inputs_only=inputs_only)
     click.echo(f"wrote {path}")
 
 
@@ -115,7 +117,8 @@ def _plot_file_sample(file: Path, index: int, out: Path) -> Path:
     batch = data.batch([index])
     title = f"{file.name}: sample {index}"
     if data.kind == "grid":
-        return plot_grid_sample(batch.inputs[0].numpy(), batch.targets[0].numpy(), out, title)
+        outputs = None if batch.targets is None else batch.targets[0].numpy()  # None: an inputs-only file
+        return plot_grid_sample(batch.inputs[0].numpy(), outputs, out, title)
     cells = batch.cells[0].numpy() if batch.cells else None
     panels = [("input", batch.inputs[0, 0].numpy()), ("output", batch.targets[0, 0].numpy())]
     return plot_mesh_sample(batch.coords[0].T.numpy(), cells, panels, out, title)

@@ -215,14 +215,17 @@ def plot_queries(truth: np.ndarray, points: np.ndarray, prediction: np.ndarray, 
     return path
 
 
-def plot_grid_sample(inputs: np.ndarray, outputs: np.ndarray, path: str | Path, title: str = "") -> Path:
-    """One grid sample of a file: its input and output (first channel each), ``(channels, *grid)`` arrays.
+def plot_grid_sample(inputs: np.ndarray, outputs: np.ndarray | None, path: str | Path, title: str = "") -> Path:
+    """One grid sample of a file: its input and output (first channel each), ``(channels, *grid)`` arrays;
+    the input alone when ``outputs`` is None (an inputs-only file).
 
     2-D grids are images, 1-D grids curves, 3-D grids their middle slice along the last axis.
     """
     path = Path(path)
-    figure, axes = plt.subplots(1, 2, figsize=(7.5, 3.4), constrained_layout=True)
-    for axis, (label, field) in zip(axes, [("input", inputs[0]), ("output", outputs[0])]):
+    panels = [("input", inputs[0])] + ([] if outputs is None else [("output", outputs[0])])
+    figure, axes = plt.subplots(1, len(panels), figsize=(3.75 * len(panels), 3.4), constrained_layout=True,
+                                squeeze=False)
+    for axis, (label, field) in zip(axes[0], panels):
         if field.ndim == 3:
             field, label = field[..., field.shape[-1] // 2], f"{label} (middle slice)"
         if field.ndim == 2:

@@ -165,6 +165,18 @@ def test_fno_script_pipeline_matches_poisson_at_cell_centres_and_the_node_solver
     assert np.abs(sample["outputs"][0][0]).min() > 0  # the outer centres are off the boundary
 
 
+@pytest.mark.parametrize("grid, spacing", [("nodes", 1 / 8), ("cells", 1 / 9)])
+def test_a_generated_file_records_where_its_points_lie(tmp_path, grid, spacing):
+    """The cells pipeline's files say "cells", so batches step by 1/n and residuals refine on cells."""
+    from oplearn.data.generate import generate
+    from oplearn.data.sources import open_data
+    from oplearn.data.store import read_attributes
+
+    path = generate("darcy", 2, 9, seed=0, out=tmp_path / "d.h5", params={"grid": grid}, progress=False, workers=1)
+    assert read_attributes(path)["grid_location"] == grid
+    assert open_data(path).batch([0]).spacing == pytest.approx((spacing, spacing))
+
+
 def test_solution_is_linear_in_the_forcing():
     base = DarcyFlow().sample(1, 1, 12)["outputs"]
     doubled = DarcyFlow(forcing=2.0).sample(1, 1, 12)["outputs"]

@@ -9,9 +9,12 @@ import numpy as np
 import pytest
 import torch
 
+from helpers import assert_user_error, run_cli
+
 from oplearn.data.batch import Batch
 from oplearn.data.generate import generate
 from oplearn.data.pdes.darcy import DarcyFlow
+from oplearn.data.sources import open_data
 from oplearn.errors import ConfigError, DataError
 from oplearn.train import fit
 from oplearn.train.checkpoint import Checkpoint
@@ -46,6 +49,42 @@ def test_data_free_training_lowers_the_residual_and_the_error(darcy_files, tmp_p
     metrics = RunDir(tmp_path / "free").read_metrics()
     assert metrics[-1]["train_loss"] < metrics[0]["train_loss"] / 10
     assert metrics[-1]["test_rel_l2"] < metrics[0]["test_rel_l2"]  # scored against the solver's solutions
+
+
+def test_an_inputs_only_file_trains_data_free_as_a_solved_file_without_targets(darcy_files, tmp_path, capsys):
+    """``oplearn generate --inputs-only`` draws the same coefficients without solving; training from it (no
+    ``targets: false`` needed) gives the very weights of data-free training on the solved file."""
+    inputs_only = tmp_path / "inputs.h5"
+    status, out, err = run_cli(capsys, "generate", "darcy", "--n", 20, "--resolution", 17, "--seed", 1, "--param",
+                               "oversample=2", "--inputs-only", "--out", inputs_only, "--workers", 1)
+    assert status == 0, err
+    data, solved = open_data(inputs_only), open_data(darcy_files["train"])
+    assert not data.has_targets and data.channels == solved.channels == (1, 1)
+    assert data.batch(range(20)).targets is None
+    assert torch.equal(data.batch(range(20)).inputs, solved.batch(range(20)).inputs)
+    status, out, err = run_cli(capsys, "info", inputs_only)
+    assert "outputs:   none stored: inputs only" in out
+    runs = {}
+    for name, files, targets in (("inputs_only", {**darcy_files, "train": inputs_only}, True),
+                                 ("solved", darcy_files, False)):
+        settings = config(files, PHYSICS, epochs=2)
+        settings["data"]["train"]["targets"], settings["data"]["normalize_outputs"] = targets, False
+        fit(settings, tmp_path / name, progress=False)
+        runs[name] = Checkpoint(tmp_path / name / "checkpoints" / "last.safetensors").tensors
+    for key, value in runs["solved"].items():
+        assert torch.equal(value, runs["inputs_only"][key]), key
+    # an inputs-only file cannot score a model, label samples or be asked of a PDE that must be solved
+    settings = config({**darcy_files, "test": inputs_only}, PHYSICS, targets=False, epochs=1)
+    with pytest.raises(DataError, match="test data .* holds inputs only .*; scoring needs the solutions"):
+        fit(settings, tmp_path / "scored", progress=False)
+    settings = config({**darcy_files, "train": inputs_only}, PHYSICS, epochs=1)
+    settings["data"]["train"]["labelled"], settings["data"]["normalize_outputs"] = 5, False
+    with pytest.raises(DataError, match="holds inputs only, so none of its samples is labelled"):
+        fit(settings, tmp_path / "labelled", progress=False)
+    assert not (tmp_path / "scored").exists() and not (tmp_path / "labelled").exists()
+    assert_user_error(capsys, "burgers cannot draw its inputs without solving", "generate", "burgers", "--n", 2,
+                      "--resolution", 16, "--inputs-only", "--out", tmp_path / "burgers.h5")
+    assert not (tmp_path / "burgers.h5").exists()
 
 
 def test_balanced_weights_resume_exactly(darcy_files, tmp_path):

@@ -60,14 +60,19 @@ class FieldDataset:
     targets = True  # False: batches carry no targets (data-free training from the inputs alone)
     labelled: int | None = None  # only the first ``labelled`` samples' targets may be read (hybrid training)
 
-    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str = "data"):
+    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor | None, name: str = "data",
+                 output_channels: int | None = None):
+        """``outputs`` None: inputs only (``output_channels`` says what the outputs would have)."""
         self.name = name
-        self._pairs: _MemoryPairs | _LazyPairs = _MemoryPairs(inputs, outputs, name)
+        self._pairs: _MemoryPairs | _LazyPairs = _MemoryPairs(inputs, outputs, name, output_channels)
+        self.targets = self.has_targets
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray], name: str = "data", n: int | None = None,
-                    input_steps: Sequence[int] = (0,), output_steps: Sequence[int] = (-1,)) -> "FieldDataset":
-        """From a store/format dict (``inputs``/``outputs`` or ``trajectories``); keep the first ``n`` samples."""
+                    input_steps: Sequence[int] = (0,), output_steps: Sequence[int] = (-1,),
+                    output_channels: int | None = None) -> "FieldDataset":
+        """From a store/format dict (``inputs``/``outputs`` or ``trajectories``); keep the first ``n`` samples.
+        ``output_channels``: inputs alone may come, the outputs they lack having this many channels."""
         if "trajectories" in arrays:
             trajectories = np.asarray(arrays["trajectories"])
             count = _check_count(name, len(trajectories), n)
@@ -76,13 +81,16 @@ class FieldDataset:
             inputs = _steps_as_channels(trajectories[:count], steps_in)
             outputs = _steps_as_channels(trajectories[:count], steps_out)
         else:
-            missing = {"inputs", "outputs"} - set(arrays)
+            missing = {"inputs", "outputs"} - set(arrays) - ({"outputs"} if output_channels is not None else set())
             if missing:
                 raise DataError(f"{name} has no {' or '.join(sorted(missing))} dataset (found: "
                                 f"{', '.join(arrays)}); training needs input/output pairs or trajectories")
             count = _check_count(name, len(arrays["inputs"]), n)
-            inputs, outputs = np.asarray(arrays["inputs"][:count]), np.asarray(arrays["outputs"][:count])
-        return cls(torch.as_tensor(inputs), torch.as_tensor(outputs), name)
+            inputs = np.asarray(arrays["inputs"][:count])
+            outputs = np.asarray(arrays["outputs"][:count]) if "outputs" in arrays else None
+        dataset = cls(torch.as_tensor(inputs), None if outputs is None else torch.as_tensor(outputs), name,
+                      output_channels)
+        return dataset
 
     @classmethod
     def open(cls, path: str | Path, name: str | None = None, n: int | None = None,
@@ -101,12 +109,15 @@ class FieldDataset:
         if not is_oplearn_file(path):
             return cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
         attributes = read_attributes(path)
-        lazy = None if in_memory is True else _LazyPairs(path, name, n, input_steps, output_steps)
+        output_channels = attributes.get("output_channels")
+        lazy = None if in_memory is True else _LazyPairs(path, name, n, input_steps, output_steps, output_channels)
         if lazy is not None and (in_memory is False or lazy.bytes > IN_MEMORY_BYTES):
             dataset = cls.__new__(cls)
             dataset.name, dataset._pairs = name, lazy
+            dataset.targets = dataset.has_targets
         else:
-            dataset = cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps)
+            dataset = cls.from_arrays(load_arrays(path)["arrays"], name, n, input_steps, output_steps,
+                                      output_channels)
         dataset.location = attributes.get("grid_location", "nodes")
         dataset.pde, dataset.params = attributes.get("pde"), dict(attributes.get("params") or {})
         times = _stored_times(path)
@@ -135,13 +146,18 @@ class FieldDataset:
     def channels(self) -> tuple[int, int]:
         return self._pairs.shapes[0][0], self._pairs.shapes[1][0]
 
+    @property
+    def has_targets(self) -> bool:
+        """False for an inputs-only file (``oplearn generate --inputs-only``): it holds no outputs to read."""
+        return self._pairs.has_outputs
+
     def batch(self, indices) -> Batch:
         """Inputs ``(B, C_in, *S)`` and targets ``(B, C_out, *S)`` for sample ``indices`` (a list or tensor).
 
         ``spacing`` is the grid step per axis: ``1 / (n - 1)`` on nodes, ``1 / n`` on cells.
         """
         inputs, outputs = self._pairs.read(indices)
-        return Batch(inputs, outputs if self.targets else None, spacing=Grid(self.resolution, self.location).spacing,
+        return Batch(inputs, outputs if self.targets and outputs is not None else None, spacing=Grid(self.resolution, self.location).spacing,
                      pde=self.pde, params=self.params, labelled=labelled_rows(self, indices))
 
     def batches(self, batch_size: int) -> Iterator[Batch]:
@@ -167,20 +183,26 @@ def _stored_times(path: Path) -> np.ndarray | None:
 
 
 class _MemoryPairs:
-    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor, name: str):
+    def __init__(self, inputs: torch.Tensor, outputs: torch.Tensor | None, name: str,
+                 output_channels: int | None = None):
         if inputs.ndim < 3:
             raise DataError(f"{name}: expected (samples, channels, *grid) arrays, got {tuple(inputs.shape)}")
-        if inputs.shape[0] != outputs.shape[0] or inputs.shape[2:] != outputs.shape[2:]:
+        if outputs is None and output_channels is None:
+            raise DataError(f"{name}: inputs without outputs need output_channels (what the outputs would have)")
+        if outputs is not None and (inputs.shape[0] != outputs.shape[0] or inputs.shape[2:] != outputs.shape[2:]):
             raise DataError(f"{name}: inputs {tuple(inputs.shape)} and outputs {tuple(outputs.shape)} must have "
                             "the same number of samples and the same grid")
         _check_finite(name, "inputs", inputs)
-        _check_finite(name, "outputs", outputs)
-        self.inputs, self.outputs = inputs.float(), outputs.float()
-        self.length, self.shapes = len(inputs), (tuple(inputs.shape[1:]), tuple(outputs.shape[1:]))
+        if outputs is not None:
+            _check_finite(name, "outputs", outputs)
+        self.inputs, self.outputs = inputs.float(), None if outputs is None else outputs.float()
+        output_shape = (int(output_channels), *inputs.shape[2:]) if outputs is None else tuple(outputs.shape[1:])
+        self.length, self.shapes = len(inputs), (tuple(inputs.shape[1:]), output_shape)
+        self.has_outputs = outputs is not None
 
-    def read(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+    def read(self, indices) -> tuple[torch.Tensor, torch.Tensor | None]:
         indices = torch.as_tensor(indices, dtype=torch.long)
-        return self.inputs[indices], self.outputs[indices]
+        return self.inputs[indices], None if self.outputs is None else self.outputs[indices]
 
 
 def _check_count(name: str, available: int, n: int | None) -> int:
@@ -192,10 +214,10 @@ def _check_count(name: str, available: int, n: int | None) -> int:
 class _LazyPairs:
     """Reads pairs from an oplearn HDF5 file batch by batch (the file is reopened in each process)."""
 
-    def __init__(self, path: Path, name: str, n, input_steps, output_steps):
+    def __init__(self, path: Path, name: str, n, input_steps, output_steps, output_channels: int | None = None):
         from oplearn.data.store import open_dataset
 
-        self.path, self.name = path, name
+        self.path, self.name, self.has_outputs = path, name, True
         with open_dataset(path) as handle:
             self.trajectories = "trajectories" in handle
             if self.trajectories:
@@ -204,6 +226,10 @@ class _LazyPairs:
                               _check_steps(name, output_steps, shape[1], "output_steps"))
                 self.shapes = tuple((len(s) * shape[2], *shape[3:]) for s in self.steps)
                 available = shape[0]
+            elif "inputs" in handle and "outputs" not in handle and output_channels is not None:
+                self.has_outputs = False  # an inputs-only file
+                shape = handle["inputs"].shape
+                self.shapes, available = (shape[1:], (int(output_channels), *shape[2:])), shape[0]
             else:
                 if not {"inputs", "outputs"} <= set(handle):
                     raise DataError(f"{name} has neither inputs/outputs nor trajectories; "
@@ -211,7 +237,7 @@ class _LazyPairs:
                 self.shapes = (handle["inputs"].shape[1:], handle["outputs"].shape[1:])
                 available = handle["inputs"].shape[0]
         self.length = _check_count(name, available, n)
-        self.bytes = 4 * self.length * sum(int(np.prod(shape)) for shape in self.shapes)
+        self.bytes = 4 * self.length * sum(int(np.prod(shape)) for shape in self.shapes[:1 + self.has_outputs])
         self._handle: h5py.File | None = None
         self._owner: int | None = None
 
@@ -234,11 +260,12 @@ class _LazyPairs:
             parts = [np.stack([source[unique, step] for step in steps], axis=1) for steps in self.steps]
             parts = [p.reshape(len(unique), -1, *p.shape[3:]) for p in parts]
         else:
-            parts = [handle["inputs"][unique], handle["outputs"][unique]]
-        inputs, outputs = (torch.from_numpy(np.ascontiguousarray(p[inverse])) for p in parts)
+            parts = [handle[name][unique] for name in ("inputs", "outputs")[:1 + self.has_outputs]]
+        inputs, *outputs = (torch.from_numpy(np.ascontiguousarray(p[inverse])) for p in parts)
         _check_finite(self.name, "inputs", inputs)
-        _check_finite(self.name, "outputs", outputs)
-        return inputs, outputs
+        if outputs:
+            _check_finite(self.name, "outputs", outputs[0])
+        return inputs, outputs[0] if outputs else None
 
     def __getstate__(self):
         return {**self.__dict__, "_handle": None, "_owner": None}

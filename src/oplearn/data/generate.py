@@ -43,6 +43,10 @@ def _solve(pde, seed: int, resolution: int, device: str, indices: range) -> dict
     return pde.solve_batch(seed, indices, resolution, device)
 
 
+def _draw_inputs(pde, seed: int, resolution: int, indices: range) -> dict[str, np.ndarray]:
+    return pde.draw_inputs(seed, indices, resolution)
+
+
 def _solve_meshes(pde, seed: int, resolution: int, indices: range) -> list[dict]:
     """Mesh samples ``indices`` as the ragged writer takes them (the protocol's ``draw`` stored as ``draws``)."""
     samples = [pde.solve_sample(seed, i, resolution) for i in indices]
@@ -86,6 +90,7 @@ def generate(
     overwrite: bool = False,
     resume: bool = False,
     progress: bool = True,
+    inputs_only: bool = False,
 ) -> Path | dict[str, np.ndarray]:
     """Solve ``pde`` for ``n`` random inputs on a ``resolution`` grid.
 
@@ -100,6 +105,9 @@ def generate(
     the PDE's unit (see :mod:`oplearn.data.pdes`), samples are solved on the CPU one by one (``batch`` per
     task of a worker), written to a mesh file with their ``draws``, or returned
     as a list of sample dicts (``points``, ``cells``, channel groups, ``draws``).
+
+    ``inputs_only``: draw the inputs without solving (PDEs with ``draw_inputs``, e.g. darcy), for data-free
+    physics-informed training; the file has no ``outputs`` and records their channels (``output_channels``).
     """
     if n < 1:
         raise ConfigError(f"--n must be at least 1, got {n}")
@@ -109,6 +117,9 @@ def generate(
         raise ConfigError(f"--workers must be at least 1, got {workers}")
     device = str(resolve_device(device))
     problem = get_pde(pde, **(params or {}))
+    if inputs_only and not hasattr(problem, "draw_inputs"):
+        raise ConfigError(f"{pde} cannot draw its inputs without solving (--inputs-only takes darcy); leave out "
+                          "--inputs-only, or train data-free from a solved file with data.train.targets: false")
     if getattr(problem, "geometry", "grid") == "mesh":
         return _generate_meshes(problem, n, resolution, seed=seed, out=out, batch=batch,
                                 workers=workers or os.cpu_count() or 1, overwrite=overwrite, resume=resume,
@@ -116,6 +127,10 @@ def generate(
     shapes, extra = problem.shapes(resolution), problem.extra(resolution)
     workers = 1 if torch.device(device).type != "cpu" else (workers or os.cpu_count() or 1)
     solve = partial(_solve, problem, seed, resolution, device)
+    output_channels = None
+    if inputs_only:
+        output_channels = shapes.pop("outputs")[0]
+        solve = partial(_draw_inputs, problem, seed, resolution)
 
     if out is None:
         arrays = {name: np.empty((n, *shape), np.float32) for name, shape in shapes.items()}
@@ -125,7 +140,9 @@ def generate(
         return {**arrays, **extra}
 
     with DatasetWriter(out, pde=problem.name, params=problem.model_dump(mode="json"), seed=seed, n_samples=n,
-                       shapes=shapes, extra=extra, overwrite=overwrite, resume=resume) as writer:
+                       shapes=shapes, extra=extra, overwrite=overwrite, resume=resume,
+                       grid_location=getattr(problem, "grid_location", "nodes"), output_channels=output_channels) \
+            as writer:
         pending: list[dict[str, np.ndarray]] = []
         for _, solved in _solve_all(solve, writer.n_done, n, batch, workers, progress, pde):
             pending.append(solved)  # written in groups of whole batches, so n_done stays batch-aligned

@@ -60,8 +60,14 @@ def load_source(source, name: str, progress: bool = False, is_main: bool = True,
             n != source.resolution for n in dataset.resolution):
         raise DataError(f"{path} has grid {dataset.resolution}, but resolution {source.resolution} was asked for; "
                         "delete the file to regenerate it or fix the config")
-    dataset.targets = getattr(source, "targets", True)
+    if not getattr(dataset, "has_targets", True) and name != "train":
+        raise DataError(f"{name} data {path} holds inputs only (generated with --inputs-only); scoring needs the "
+                        "solutions: give a solved file")
+    dataset.targets = getattr(source, "targets", True) and getattr(dataset, "has_targets", True)
     labelled = getattr(source, "labelled", None)
+    if labelled is not None and not dataset.targets:
+        raise DataError(f"{name} data {path} holds inputs only, so none of its samples is labelled; drop labelled "
+                        "or give a solved file")
     if labelled is not None and labelled > len(dataset):
         raise DataError(f"{name} data {path}: labelled {labelled} exceeds its {len(dataset)} samples; lower labelled")
     dataset.labelled = labelled

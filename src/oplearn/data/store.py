@@ -263,6 +263,9 @@ def _grid_lines(f: h5py.File, a: dict) -> list[str]:
         if isinstance(f.get(name), h5py.Dataset):
             lines.append(f"geometry:  {_grid_text(f[name].shape[skip:], a['grid_location'])}")
             break
+    if "output_channels" in a:
+        lines.append(f"outputs:   none stored: inputs only, for data-free training ({int(a['output_channels'])} "
+                     "output channel(s))")
     lines.append("datasets:")
     for name, ds in f.items():
         if isinstance(ds, h5py.Dataset):

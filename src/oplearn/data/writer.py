@@ -235,7 +235,9 @@ class DatasetWriter(PartialFileWriter):
     at creation, e.g. ``{"times": np.ndarray (T,)}``, keeping their dtype.
     ``geometry`` must be ``"grid"`` (mesh and point samples go to
     :class:`oplearn.data.ragged.RaggedDatasetWriter`); ``grid_location`` is
-    ``"nodes"`` or ``"cells"`` (see :class:`oplearn.data.geometry.Grid`).
+    ``"nodes"`` or ``"cells"`` (see :class:`oplearn.data.geometry.Grid`). An inputs-only file (``shapes``
+    without ``outputs``, for data-free training) records the channels of the outputs it leaves out in
+    ``output_channels``.
 
     After every :meth:`append` the data is flushed and only then ``n_done`` is
     advanced and flushed, so a process killed at any moment leaves a partial
@@ -247,13 +249,13 @@ class DatasetWriter(PartialFileWriter):
                  shapes: dict[str, tuple[int, ...]],
                  extra: dict[str, np.ndarray] | None = None,
                  overwrite: bool = False, resume: bool = False,
-                 geometry: str = "grid", grid_location: str = "nodes"):
+                 geometry: str = "grid", grid_location: str = "nodes", output_channels: int | None = None):
         if geometry != "grid":
             raise DataError(f"DatasetWriter writes grid files, not geometry '{geometry}'; write mesh and "
                             "point-cloud samples with oplearn.data.ragged.RaggedDatasetWriter")
         if grid_location not in GRID_LOCATIONS:
             raise DataError(f"grid_location '{grid_location}' is unknown; use 'nodes' or 'cells'")
-        self.grid_location = grid_location
+        self.grid_location, self.output_channels = grid_location, output_channels
         self.shapes = {name: tuple(int(d) for d in shape) for name, shape in shapes.items()}
         if not self.shapes:
             raise DataError("DatasetWriter needs at least one per-sample dataset in `shapes`")
@@ -264,13 +266,15 @@ class DatasetWriter(PartialFileWriter):
         return list(self.shapes)
 
     def _attrs(self) -> dict:
-        return {"geometry": "grid", "grid_location": self.grid_location}
+        outputs = {} if self.output_channels is None else {"output_channels": int(self.output_channels)}
+        return {"geometry": "grid", "grid_location": self.grid_location, **outputs}
 
     def _settings(self) -> dict:
         return {**self._attrs(), "shapes": self.shapes}
 
     def _stored_settings(self, f: h5py.File) -> dict:
-        return {"geometry": f.attrs.get("geometry"), "grid_location": f.attrs.get("grid_location"),
+        outputs = {} if "output_channels" not in f.attrs else {"output_channels": int(f.attrs["output_channels"])}
+        return {"geometry": f.attrs.get("geometry"), "grid_location": f.attrs.get("grid_location"), **outputs,
                 "shapes": {k: tuple(f[k].shape[1:]) for k in f if f[k].chunks is not None}}
 
     def _layout(self, f: h5py.File) -> None:

@@ -74,8 +74,8 @@ def fit_normalizers(train, normalize_inputs: bool = True, normalize_outputs: boo
     """Per-channel normalizers of inputs and targets, fitted on ``train`` in one streaming pass (padded
     points excluded); ``None`` for a side not normalized."""
     if normalize_outputs and not getattr(train, "targets", True):
-        raise ConfigError("the training data carry no targets (data.train.targets: false), so nothing fits an output "
-                          "normalizer; set data.normalize_outputs: false")
+        raise ConfigError("the training data carry no targets (data.train.targets: false, or an inputs-only file), "
+                          "so nothing fits an output normalizer; set data.normalize_outputs: false")
     inputs, outputs = ChannelMoments(), ChannelMoments()
     for batch in train.batches(batch_size):
         inputs.add(batch.inputs, batch.mask)

@@ -147,6 +147,11 @@ class DarcyFlow(BaseModel):
         "nodes", description="nodes: a and u at i/(F-1), boundary included; cells: the FNO paper's pipeline, "
                              "see solve_darcy_as_fno_script")
 
+    @property
+    def grid_location(self) -> str:
+        """Where the data's points lie, as the file records it: the nodes i/(R-1) or the cells (i+1/2)/R."""
+        return self.grid
+
     def fine_resolution(self, resolution: int) -> int:
         """Points per axis of the solver grid: (resolution - 1) * oversample + 1."""
         return (resolution - 1) * self.oversample + 1
@@ -221,11 +226,16 @@ class DarcyFlow(BaseModel):
             u_fine = solve_darcy_as_fno_script(a_fine, self.forcing)
         else:
             u_fine = solve_darcy(a_fine, self.forcing)
-        step = self.oversample
-        return {
-            "inputs": a_fine[::step, ::step][None].astype(np.float32),
-            "outputs": u_fine[::step, ::step][None].astype(np.float32),
-        }
+        return {"inputs": self._on_data_grid(a_fine), "outputs": self._on_data_grid(u_fine)}
+
+    def draw_inputs(self, seed: int, indices, resolution: int) -> dict[str, np.ndarray]:
+        """The coefficients of samples ``indices`` without solving: inputs ``(len(indices), 1, R, R)``, the same
+        arrays :meth:`sample` gives (``oplearn generate --inputs-only``, for data-free training)."""
+        return {"inputs": np.stack([self._on_data_grid(self.coefficient(seed, int(i), resolution)) for i in indices])}
+
+    def _on_data_grid(self, fine: np.ndarray) -> np.ndarray:
+        """Every ``oversample``-th point of a fine-grid field, ``(1, R, R)`` float32."""
+        return fine[::self.oversample, ::self.oversample][None].astype(np.float32)
 
 
 def darcy_residual(a: torch.Tensor, u: torch.Tensor, forcing: float | torch.Tensor = 1.0,
