@@ -8,7 +8,8 @@ test-time fine-tuning on out-of-distribution inputs, and neuraloperator's Burger
 darcy: our Darcy generator on nodes (a two-valued, f = 1, u = 0 on the boundary; solved twice finer), the FNO
 (modes 12, width 32) trained three ways with the same optimizer, batch size and epochs: ``data-only``
 (relative L2 on ``--fraction`` of the training samples), ``hybrid`` (every training input, the same samples
-labelled: ``data.train.labelled``; relative L2 on those, the pde and boundary residual terms on all) and
+labelled: ``data.train.labelled``; relative L2 on those, the pde and boundary residual terms on all; with
+``--labelled-per-batch m`` every batch holds m labelled samples beside ``--batch-size`` unlabelled ones) and
 ``data-free`` (every training input, the residual terms only, no solution read). ``--norm`` sets the pde term's
 norm (l2, h-1, h-2), ``--boundary-weight`` the boundary term's weight.
 Every error is the relative L2 against our solver's solutions on the test split.
@@ -64,22 +65,33 @@ def recipe_config(recipe: str, files, args) -> dict:
     labelled = max(1, round(args.fraction * args.n_train))
     train = {"path": str(files["train"]), "n": labelled if recipe == "data-only" else args.n_train}
     physics = physics_terms(args.norm, args.boundary_weight, args.pde_weight)
-    # hybrid: the data term scores the labelled tenth of each batch; weighted 1 / fraction it weighs as much
-    # per step as in data-only
-    data = {"name": "relative_l2", "weight": args.n_train / labelled}
+    # hybrid: the data term scores the labelled share of each batch (zero elsewhere); weighted by the inverse
+    # share it weighs as much per step as in data-only. With --labelled-per-batch m a batch is m labelled
+    # samples and batch-size unlabelled ones (data.train.labelled_per_batch), else a shuffle of all inputs.
+    per_batch = args.labelled_per_batch if recipe == "hybrid" else None
+    batch_size = args.batch_size + (per_batch or 0)
+    data = {"name": "relative_l2", "weight": batch_size / per_batch if per_batch else args.n_train / labelled}
     loss = {"data-only": "relative_l2", "hybrid": [data, *physics], "data-free": physics}[recipe]
     if recipe == "data-free":
         train["targets"] = False
     if recipe == "hybrid":
-        train["labelled"] = labelled
+        train.update(labelled=labelled, labelled_per_batch=per_batch)
     # equal budgets in optimizer steps: every recipe makes epochs * (n_train / batch) steps
     steps = args.epochs * max(1, args.n_train // args.batch_size)
-    epochs = max(1, steps // max(1, -(-train["n"] // args.batch_size)))
+    epochs = max(1, steps // steps_per_epoch(train, args.batch_size))
     return {"seed": args.seed, "model": {"name": "fno", "modes": [12, 12], "width": 32},
-            "train": {"epochs": epochs, "batch_size": args.batch_size, "lr": 3e-3, "loss": loss,
+            "train": {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "loss": loss,
                       "balance": args.balance},
             "data": {"train": train, "test": {"path": str(files["test"]), "n": args.n_test},
                      "normalize_outputs": recipe != "data-free"}}
+
+
+def steps_per_epoch(train: dict, batch_size: int) -> int:
+    """Optimizer steps in one epoch of the data section ``train`` (``batch_size`` unlabelled samples a step
+    when it has ``labelled_per_batch``)."""
+    if train.get("labelled_per_batch"):
+        return -(-(train["n"] - train["labelled"]) // batch_size)
+    return max(1, -(-train["n"] // batch_size))
 
 
 def run_darcy(args) -> None:
@@ -93,7 +105,8 @@ def run_darcy(args) -> None:
     for recipe in args.recipes:
         config = recipe_config(recipe, files, args)
         pde_weight = PDE_WEIGHTS[args.norm] if args.pde_weight is None else args.pde_weight
-        name = f"{recipe}_{args.norm}_p{pde_weight:g}_b{args.boundary_weight:g}_s{args.seed}"
+        per_batch = f"_m{args.labelled_per_batch}" if recipe == "hybrid" and args.labelled_per_batch else ""
+        name = f"{recipe}_{args.norm}_p{pde_weight:g}_b{args.boundary_weight:g}{per_batch}_s{args.seed}"
         out = args.out / f"darcy{args.resolution}_{name}"
         started = time.perf_counter()
         fit(config, out, progress=False, overwrite=True)
@@ -101,7 +114,7 @@ def run_darcy(args) -> None:
         metrics = RunDir(out).read_metrics()
         n = config["data"]["train"]["n"]
         labelled = {"data-free": 0, "hybrid": config["data"]["train"].get("labelled")}.get(recipe, n)
-        steps = config["train"]["epochs"] * -(-n // args.batch_size)
+        steps = config["train"]["epochs"] * steps_per_epoch(config["data"]["train"], args.batch_size)
         print(f"| {recipe} | {n} ({labelled}) | {steps} | {metrics[-1]['test_rel_l2']:.4f} | {seconds:.0f} |", flush=True)
 
 
@@ -179,6 +192,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=100, help="epochs over n-train inputs (steps are equal)")
     parser.add_argument("--batch-size", type=int, default=10)
     parser.add_argument("--balance", default="fixed")
+    parser.add_argument("--labelled-per-batch", type=int, default=None,
+                        help="hybrid: this many labelled samples join every batch of --batch-size unlabelled ones")
     parser.add_argument("--norm", choices=sorted(PDE_WEIGHTS), default="l2", help="the pde term's norm")
     parser.add_argument("--boundary-weight", type=float, default=1.0)
     parser.add_argument("--pde-weight", type=float, default=None, help="default: by --norm (PDE_WEIGHTS)")

@@ -101,9 +101,11 @@ def test_balanced_weights_resume_exactly(darcy_files, tmp_path):
         assert torch.equal(value, resumed.tensors[key]), key
 
 
-def test_hybrid_training_never_reads_the_unlabelled_targets(darcy_files, tmp_path):
+@pytest.mark.parametrize("per_batch", [None, 3])
+def test_hybrid_training_never_reads_the_unlabelled_targets(darcy_files, tmp_path, per_batch):
     """``labelled: 5``: a copy of the training file whose samples 5.. have other solutions trains to the same
-    weights; the data term sees the first 5, the pde and boundary terms all 20."""
+    weights; the data term sees the first 5, the pde and boundary terms all 20 (``labelled_per_batch: 3``:
+    3 of the 5 in every batch)."""
     import h5py
 
     altered = tmp_path / "altered.h5"
@@ -114,7 +116,7 @@ def test_hybrid_training_never_reads_the_unlabelled_targets(darcy_files, tmp_pat
     runs = {}
     for name, path in (("original", darcy_files["train"]), ("altered", altered)):
         settings = config({**darcy_files, "train": path}, loss, epochs=2)
-        settings["data"]["train"]["labelled"] = 5
+        settings["data"]["train"].update(labelled=5, labelled_per_batch=per_batch)
         fit(settings, tmp_path / name, progress=False)
         runs[name] = Checkpoint(tmp_path / name / "checkpoints" / "last.safetensors").tensors
     for key, value in runs["original"].items():
@@ -126,6 +128,23 @@ def test_hybrid_training_never_reads_the_unlabelled_targets(darcy_files, tmp_pat
     assert any(not torch.equal(value, every[key]) for key, value in runs["original"].items())
 
 
+def test_labelled_per_batch_puts_that_many_labelled_samples_in_every_batch():
+    """17 samples, 5 labelled, batches of 4 with 2 labelled: the 12 unlabelled pass once an epoch, 2 to a
+    batch; the labelled cycle evenly (each 2 or 3 times in the 6 batches); the order is (seed, epoch)'s."""
+    from oplearn.train.distributed import Context, epoch_batches
+
+    context = Context(rank=0, world_size=1, device=torch.device("cpu"))
+    def batches(epoch):
+        return [b.tolist() for b, _ in epoch_batches(17, 4, 0, epoch, context, labelled=5, labelled_per_batch=2)]
+    epoch = batches(0)
+    assert len(epoch) == 6 and all(len(b) == 4 for b in epoch)
+    assert all(min(b[:2]) >= 0 and max(b[:2]) < 5 and min(b[2:]) >= 5 for b in epoch)
+    assert sorted(i for b in epoch for i in b[2:]) == list(range(5, 17))
+    counts = np.bincount([i for b in epoch for i in b[:2]], minlength=5)
+    assert counts.sum() == 12 and counts.min() == 2 and counts.max() == 3
+    assert batches(0) == epoch and batches(1) != epoch
+
+
 def test_labelled_samples_are_checked_in_one_line(darcy_files, tmp_path):
     settings = config(darcy_files, PHYSICS, epochs=1)
     settings["data"]["train"]["labelled"] = 50
@@ -134,6 +153,16 @@ def test_labelled_samples_are_checked_in_one_line(darcy_files, tmp_path):
     settings = config(darcy_files, PHYSICS, targets=False, epochs=1)
     settings["data"]["train"]["labelled"] = 5
     with pytest.raises(ConfigError, match="'targets' is false"):
+        fit(settings, tmp_path / "none", progress=False)
+    settings = config(darcy_files, PHYSICS, epochs=1)
+    settings["data"]["train"]["labelled_per_batch"] = 2
+    with pytest.raises(ConfigError, match="'labelled_per_batch' needs 'labelled'"):
+        fit(settings, tmp_path / "none", progress=False)
+    settings["data"]["train"].update(labelled=5, labelled_per_batch=10)
+    with pytest.raises(ConfigError, match="invalid config: data.train.labelled_per_batch 10 leaves no room .* train.batch_size 10"):
+        fit(settings, tmp_path / "none", progress=False)
+    settings["data"]["train"].update(labelled=20, labelled_per_batch=2)
+    with pytest.raises(DataError, match="all 20 samples are labelled, so labelled_per_batch has no unlabelled"):
         fit(settings, tmp_path / "none", progress=False)
     assert not (tmp_path / "many").exists() and not (tmp_path / "none").exists()
 

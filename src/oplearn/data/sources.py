@@ -70,6 +70,9 @@ def load_source(source, name: str, progress: bool = False, is_main: bool = True,
                         "or give a solved file")
     if labelled is not None and labelled > len(dataset):
         raise DataError(f"{name} data {path}: labelled {labelled} exceeds its {len(dataset)} samples; lower labelled")
+    if getattr(source, "labelled_per_batch", None) is not None and labelled == len(dataset):
+        raise DataError(f"{name} data {path}: all {labelled} samples are labelled, so labelled_per_batch has no "
+                        "unlabelled samples to fill its batches with; drop labelled_per_batch")
     dataset.labelled = labelled
     return dataset
 

@@ -44,6 +44,10 @@ class DataSource(_Strict):
     labelled: int | None = Field(default=None, gt=0)
     """Only the first ``labelled`` samples count as labelled (hybrid training): data terms score those, physics
     terms every sample, normalizers and POD modes see the labelled targets only. None: all are labelled."""
+    labelled_per_batch: int | None = Field(default=None, gt=0)
+    """With ``labelled``: every training batch holds this many labelled samples (cycling through them, in a
+    fresh order each epoch) and ``batch_size`` minus that many unlabelled ones; an epoch is one pass over the
+    unlabelled samples. None: one shuffle of all samples, so a batch holds the labelled share by chance."""
 
     @model_validator(mode="after")
     def _generation_needs_size(self):
@@ -51,6 +55,8 @@ class DataSource(_Strict):
             raise ValueError("a data source with 'pde' also needs 'n' and 'resolution' to generate it")
         if self.labelled is not None and not self.targets:
             raise ValueError("'labelled' counts samples with targets, but 'targets' is false; drop one of them")
+        if self.labelled_per_batch is not None and self.labelled is None:
+            raise ValueError("'labelled_per_batch' needs 'labelled' (how many of the samples are labelled)")
         return self
 
 
@@ -127,17 +133,21 @@ class Config(_Strict):
             raise ValueError(f"unknown train.task '{self.train.task}'; choose one of: {', '.join(TASKS)}")
         if self.stage is not None and self.stage.recipe not in RECIPES:
             raise ValueError(f"unknown stage.recipe '{self.stage.recipe}'; choose one of: {', '.join(RECIPES)}")
+        per_batch = self.data.train.labelled_per_batch
+        if per_batch is not None and per_batch >= self.train.batch_size:
+            raise ValueError(f"data.train.labelled_per_batch {per_batch} leaves no room for unlabelled samples in "
+                             f"batches of train.batch_size {self.train.batch_size}; lower it or raise the batch size")
         return self
 
 
 def _one_line(error: ValidationError) -> str:
     parts = []
     for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "config"
+        where = ".".join(str(p) for p in item["loc"])
         message = item["msg"].removeprefix("Value error, ")
         if item["type"] == "extra_forbidden":
             message = "unknown key"
-        parts.append(f"{where}: {message}")
+        parts.append(f"{where}: {message}" if where else message)  # a whole-config check names its own keys
     return "; ".join(parts)
 
 

@@ -53,17 +53,29 @@ def teardown(context: Context) -> None:
         dist.destroy_process_group()
 
 
-def epoch_batches(n_samples: int, batch_size: int, seed: int, epoch: int, context: Context):
+def epoch_batches(n_samples: int, batch_size: int, seed: int, epoch: int, context: Context,
+                  labelled: int | None = None, labelled_per_batch: int | None = None):
     """This rank's index tensors for each global batch of one epoch.
 
     The permutation depends only on ``(seed, epoch)``; each global batch is
     split round-robin across ranks. A last batch with fewer samples than
-    ranks is dropped so no rank is left without work.
+    ranks is dropped so no rank is left without work. With
+    ``labelled_per_batch = m`` (samples ``0..labelled-1`` labelled), each
+    batch is ``m`` labelled samples, cycled in a permuted order, then
+    ``batch_size - m`` of the unlabelled ones, which the epoch passes once.
     """
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
-    order = torch.randperm(n_samples, generator=generator)
-    for start in range(0, n_samples, batch_size):
-        batch = order[start:start + batch_size]
+    if labelled_per_batch is None:
+        order = torch.randperm(n_samples, generator=generator)
+        batches = (order[start:start + batch_size] for start in range(0, n_samples, batch_size))
+    else:
+        unlabelled = labelled + torch.randperm(n_samples - labelled, generator=generator)
+        labels = torch.randperm(labelled, generator=generator)
+        step = batch_size - labelled_per_batch
+        batches = (torch.cat([labels[(torch.arange(labelled_per_batch) + i * labelled_per_batch) % labelled],
+                              unlabelled[start:start + step]])
+                   for i, start in enumerate(range(0, n_samples - labelled, step)))
+    for batch in batches:
         if len(batch) < context.world_size:
             break
         yield batch[context.rank::context.world_size], len(batch)

@@ -188,7 +188,8 @@ def _fit(config, out, context, resume, overwrite, progress, callbacks) -> dict:
         # summed on the device and read once per epoch: no host sync per step, and NCCL reduces device tensors
         totals = torch.zeros(2, dtype=torch.float64, device=context.device)
         for indices, global_count in distributed.epoch_batches(len(train), config.train.batch_size, config.seed,
-                                                                epoch, context):
+                                                                epoch, context, config.data.train.labelled,
+                                                                config.data.train.labelled_per_batch):
             batch = train.batch(indices).to(context.device, non_blocking=True)
             with autocast(config.train.precision, context.device):
                 losses = task.per_sample_loss(trained, batch).float()
