@@ -55,8 +55,21 @@ PUBLISHED = {  # relative L2, Transolver's table (ICML 2024): elasticity / airfo
 }
 
 
-def models(dataset: str, resolution: int) -> dict[str, dict]:
-    """Label -> model section on ``dataset`` at ``resolution`` (the FNO on the grid only)."""
+# --size cpu: every model narrower (about 0.1-0.4M parameters), for a 2-core budget; each step costs 3-8x less
+CPU_SIZES = {
+    "Transolver": {"width": 64, "n_layers": 4, "n_heads": 4, "n_slices": 32},
+    "Galerkin": {"width": 64, "n_layers": 4, "n_heads": 4},
+    "GNOT": {"width": 64, "n_layers": 2, "n_heads": 4, "n_experts": 3},
+    "GNO": {"width": 64, "n_layers": 4, "kernel_width": 64, "projection_channels": 64},
+    "GINO": {"modes": [10, 10], "latent_grid": [24, 24], "width": 16},
+    "Geo-FNO": {"modes": [10, 10], "width": 12},
+    "FNO": {"modes": [12, 12], "width": 12},
+}
+
+
+def models(dataset: str, resolution: int, size: str = "paper") -> dict[str, dict]:
+    """Label -> model section on ``dataset`` at ``resolution`` (the FNO on the grid only); ``size`` "cpu" takes
+    the narrower CPU_SIZES."""
     radius = round(GNO_RADIUS[dataset] * DATASETS[dataset] / resolution, 4)
     sections = {  # every dataset is 2-D
         "Transolver": {"name": "transolver", "dim": 2, "width": 128, "n_layers": 8, "n_heads": 8, "n_slices": 64},
@@ -68,6 +81,10 @@ def models(dataset: str, resolution: int) -> dict[str, dict]:
     }
     if dataset == "darcy85":
         sections["FNO"] = {"name": "fno", "modes": [12, 12], "width": 20, "padding": 0.1}
+    if size == "cpu":
+        for label, smaller in CPU_SIZES.items():
+            if label in sections:
+                sections[label] = {**sections[label], **smaller}
     return sections
 
 
@@ -83,7 +100,7 @@ def data_section(args) -> dict:
 
 def config_for(args, label: str, seed: int) -> dict:
     train = {"epochs": args.epochs, "batch_size": 20, "lr": 1e-3, "weight_decay": 1e-4, "scheduler": "cosine"}
-    return {"seed": seed, "device": args.device, "model": models(args.dataset, args.resolution)[label],
+    return {"seed": seed, "device": args.device, "model": models(args.dataset, args.resolution, args.size)[label],
             "train": train, "data": data_section(args)}
 
 
@@ -97,7 +114,7 @@ def generate_missing(data: dict, workers: int) -> None:
                      params=source.get("params"), workers=workers, resume=True)
 
 
-def count_parameters() -> None:
+def count_parameters(size: str) -> None:
     from oplearn.data.pdes import get_pde
     from oplearn.models import build
 
@@ -105,7 +122,7 @@ def count_parameters() -> None:
     for label in models("darcy85", 85):
         counts = []
         for dataset, resolution in DATASETS.items():
-            section = models(dataset, resolution).get(label)
+            section = models(dataset, resolution, size).get(label)
             if section is None:
                 counts.append("-")
                 continue
@@ -133,11 +150,13 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs") / "mesh_operators")
     parser.add_argument("--results", type=Path, default=None, help="JSON lines of finished rows (resumable)")
     parser.add_argument("--count", action="store_true", help="print parameter counts per dataset and stop")
+    parser.add_argument("--size", choices=("paper", "cpu"), default="paper",
+                        help="paper: the widths below (0.2-1M parameters); cpu: CPU_SIZES (0.1-0.4M)")
     parser.add_argument("--single", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.count:
-        return count_parameters()
+        return count_parameters(args.size)
     darcy = args.dataset == "darcy85"
     if darcy and args.resolution not in (None, 85):
         parser.error("darcy85 is the 85 x 85 grid; leave out --resolution")
@@ -149,9 +168,10 @@ def main() -> None:
     if set(args.models) - set(available):
         parser.error(f"{', '.join(sorted(set(args.models) - set(available)))} not on {args.dataset}: the FNO takes "
                      "grids only (darcy85)")
-    out = args.out / f"{args.dataset}_r{args.resolution}"
+    out = args.out / f"{args.dataset}_r{args.resolution}" if args.size == "paper" else \
+        args.out / f"{args.dataset}_r{args.resolution}_{args.size}"
     if args.single:
-        name = models(args.dataset, args.resolution)[args.single]["name"]
+        name = models(args.dataset, args.resolution, args.size)[args.single]["name"]
         return train_row(config_for(args, args.single, args.seed), args.single, out / f"{name}_seed{args.seed}",
                          args.threads, args.device)
 
