@@ -2,6 +2,7 @@
 test-time fine-tuning on out-of-distribution inputs, and neuraloperator's BurgersEqnLoss beside ours.
 
     python benchmarks/pino.py darcy --resolution 64 --n-train 100 --epochs 100      # the three recipes
+    python benchmarks/pino.py burgers --n-train 100 --epochs 100 --boundary-weight 5 # the same on Burgers
     python benchmarks/pino.py tune --resolution 64 --steps 300                       # test-time fine-tuning
     python benchmarks/pino.py burgers-loss                                           # ours vs neuraloperator
 
@@ -13,6 +14,12 @@ labelled: ``data.train.labelled``; relative L2 on those, the pde and boundary re
 ``data-free`` (every training input, the residual terms only, no solution read). ``--norm`` sets the pde term's
 norm (l2, h-1, h-2), ``--boundary-weight`` the boundary term's weight.
 Every error is the relative L2 against our solver's solutions on the test split.
+
+burgers: our Burgers solver (nu = 0.1, periodic, 1024 points stored at ``--resolution`` 128, 41 snapshots on
+[0, 1]); the operator maps u(0.25) to u on [0.25, 1] (the PINO paper's space-time setting, started after
+the random field's first transient), a space-time FNO over (x, t); the same three recipes with the pde term
+(``Burgers.residual``) and the initial term (u at t = 0.25 against the input) weighted by
+``--boundary-weight``.
 
 tune: a data-only FNO trained on the default coefficients (3 / 12), then each of ``--samples`` inputs drawn with
 another contrast (``--high``, default 24: twice the training one) is fine-tuned alone by its residual
@@ -61,10 +68,12 @@ def darcy_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> d
     return files
 
 
-def recipe_config(recipe: str, files, args) -> dict:
+def recipe_parts(recipe: str, physics: list[dict], args) -> tuple[dict, object, int, int]:
+    """What the three recipes share on any PDE: ``(train data overrides, loss, epochs, batch size)``. data-only
+    reads the labelled ``--fraction`` of the training samples, hybrid every input (the same samples labelled),
+    data-free every input and no solution; all make the same number of optimizer steps."""
     labelled = max(1, round(args.fraction * args.n_train))
-    train = {"path": str(files["train"]), "n": labelled if recipe == "data-only" else args.n_train}
-    physics = physics_terms(args.norm, args.boundary_weight, args.pde_weight)
+    train = {"n": labelled if recipe == "data-only" else args.n_train}
     # hybrid: the data term scores the labelled share of each batch (zero elsewhere); weighted by the inverse
     # share it weighs as much per step as in data-only. With --labelled-per-batch m a batch is m labelled
     # samples and batch-size unlabelled ones (data.train.labelled_per_batch), else a shuffle of all inputs.
@@ -78,11 +87,18 @@ def recipe_config(recipe: str, files, args) -> dict:
         train.update(labelled=labelled, labelled_per_batch=per_batch)
     # equal budgets in optimizer steps: every recipe makes epochs * (n_train / batch) steps
     steps = args.epochs * max(1, args.n_train // args.batch_size)
-    epochs = max(1, steps // steps_per_epoch(train, args.batch_size))
+    return train, loss, max(1, steps // steps_per_epoch(train, args.batch_size)), batch_size
+
+
+def recipe_config(recipe: str, files, args) -> dict:
+    """Darcy: the FNO (modes 12, width 32) on the grid; pde and boundary terms."""
+    train, loss, epochs, batch_size = recipe_parts(recipe, physics_terms(args.norm, args.boundary_weight,
+                                                                         args.pde_weight), args)
     return {"seed": args.seed, "model": {"name": "fno", "modes": [12, 12], "width": 32},
             "train": {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "loss": loss,
                       "balance": args.balance},
-            "data": {"train": train, "test": {"path": str(files["test"]), "n": args.n_test},
+            "data": {"train": {"path": str(files["train"]), **train}, "test": {"path": str(files["test"]),
+                                                                              "n": args.n_test},
                      "normalize_outputs": recipe != "data-free"}}
 
 
@@ -94,20 +110,57 @@ def steps_per_epoch(train: dict, batch_size: int) -> int:
     return max(1, -(-train["n"] // batch_size))
 
 
-def run_darcy(args) -> None:
+BURGERS = {"viscosity": 0.1, "final_time": 1.0, "n_times": 40, "solver_resolution": 1024}
+BURGERS_START = 10  # the input snapshot, t = 0.25: past the initial field's stiff transient (see the docstring)
+
+
+def burgers_files(data_dir: Path, resolution: int, n_train: int, n_test: int) -> dict[str, Path]:
+    files = {"train": data_dir / f"pino_burgers_train_{resolution}.h5",
+             "test": data_dir / f"pino_burgers_test_{resolution}.h5"}
+    for (split, path), seed, n in zip(files.items(), (1, 2), (n_train, n_test)):
+        if not path.exists():
+            generate("burgers", n, resolution, seed=seed, out=path, params=BURGERS, progress=False)
+    return files
+
+
+def burgers_config(recipe: str, files, args) -> dict:
+    """Burgers: u(t = 0.25) -> u on [0.25, 1] (31 snapshots, the first the input: the initial term's), a
+    space-time FNO over (x, t), periodic in x and padded in t; the pde term (Burgers.residual: spectral in x,
+    second-order in t) and the initial term."""
+    weight = 1.0 if args.pde_weight is None else args.pde_weight
+    physics = [{"name": "pde", "weight": weight}, {"name": "initial", "weight": args.boundary_weight}]
+    train, loss, epochs, batch_size = recipe_parts(recipe, physics, args)
+    steps = {"input_steps": [BURGERS_START], "output_steps": list(range(BURGERS_START, BURGERS["n_times"] + 1))}
+    return {"seed": args.seed, "model": {"name": "fno", "modes": [16, 12], "width": 32, "padding": [0.0, 0.25]},
+            "train": {"epochs": epochs, "batch_size": batch_size, "lr": 3e-3, "loss": loss, "task": "space_time",
+                      "balance": args.balance},
+            "data": {"train": {"path": str(files["train"]), **train, **steps},
+                     "test": {"path": str(files["test"]), "n": args.n_test, **steps},
+                     "normalize_outputs": False, "normalize_inputs": False}}
+
+
+def run_recipes(args) -> None:
+    """data-only, hybrid and data-free on ``args.experiment`` (darcy or burgers), one table row each."""
     torch.set_num_threads(args.threads)
-    files = darcy_files(args.data_dir, args.resolution, args.n_train, args.n_test)
-    print(f"Darcy {args.resolution}, {args.n_train} train inputs ({args.fraction:.0%} labelled for data-only and "
-          f"hybrid), {args.n_test} test, {args.epochs} epochs-equivalent, {args.threads} threads, pde term "
-          f"{args.norm} at weight {physics_terms(args.norm, args.boundary_weight, args.pde_weight)[0]['weight']:g}, "
-          f"boundary term at {args.boundary_weight:g}\n")
+    darcy = args.experiment == "darcy"
+    files = (darcy_files if darcy else burgers_files)(args.data_dir, args.resolution, args.n_train, args.n_test)
+    config_of = recipe_config if darcy else burgers_config
+    if darcy:
+        weight = physics_terms(args.norm, args.boundary_weight, args.pde_weight)[0]["weight"]
+        terms = f"pde term {args.norm} at weight {weight:g}, boundary term at {args.boundary_weight:g}"
+    else:
+        weight = 1.0 if args.pde_weight is None else args.pde_weight
+        terms = f"pde term at weight {weight:g}, initial term at {args.boundary_weight:g}"
+    print(f"{args.experiment} {args.resolution}, {args.n_train} train inputs ({args.fraction:.0%} labelled for "
+          f"data-only and hybrid), {args.n_test} test, {args.epochs} epochs-equivalent, {args.threads} threads, "
+          f"{terms}\n")
     print("| recipe | training samples (labelled) | optimizer steps | test rel. L2 | seconds |\n| --- | --- | --- | --- | --- |")
     for recipe in args.recipes:
-        config = recipe_config(recipe, files, args)
-        pde_weight = PDE_WEIGHTS[args.norm] if args.pde_weight is None else args.pde_weight
+        config = config_of(recipe, files, args)
         per_batch = f"_m{args.labelled_per_batch}" if recipe == "hybrid" and args.labelled_per_batch else ""
-        name = f"{recipe}_{args.norm}_p{pde_weight:g}_b{args.boundary_weight:g}{per_batch}_s{args.seed}"
-        out = args.out / f"darcy{args.resolution}_{name}"
+        norm = f"_{args.norm}" if darcy else ""
+        name = f"{recipe}{norm}_p{weight:g}_b{args.boundary_weight:g}{per_batch}_s{args.seed}"
+        out = args.out / f"{args.experiment}{args.resolution}_{name}"
         started = time.perf_counter()
         fit(config, out, progress=False, overwrite=True)
         seconds = time.perf_counter() - started
@@ -184,7 +237,7 @@ def run_burgers_loss(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("experiment", choices=("darcy", "tune", "burgers-loss"))
+    parser.add_argument("experiment", choices=("darcy", "burgers", "tune", "burgers-loss"))
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--n-train", type=int, default=100)
     parser.add_argument("--n-test", type=int, default=50)
@@ -195,7 +248,8 @@ def main() -> None:
     parser.add_argument("--labelled-per-batch", type=int, default=None,
                         help="hybrid: this many labelled samples join every batch of --batch-size unlabelled ones")
     parser.add_argument("--norm", choices=sorted(PDE_WEIGHTS), default="l2", help="the pde term's norm")
-    parser.add_argument("--boundary-weight", type=float, default=1.0)
+    parser.add_argument("--boundary-weight", type=float, default=1.0, help="the boundary (darcy) or initial "
+                        "(burgers) term's weight")
     parser.add_argument("--pde-weight", type=float, default=None, help="default: by --norm (PDE_WEIGHTS)")
     parser.add_argument("--recipes", nargs="+", default=["data-only", "hybrid", "data-free"])
     parser.add_argument("--samples", type=int, default=5)
@@ -210,7 +264,10 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("runs") / "pino")
     args = parser.parse_args()
     args.data_dir.mkdir(parents=True, exist_ok=True)
-    {"darcy": run_darcy, "tune": run_tune, "burgers-loss": run_burgers_loss}[args.experiment](args)
+    if args.experiment == "burgers" and args.resolution == 64:
+        args.resolution = 128  # Burgers' default grid (the flag's default is Darcy's)
+    {"darcy": run_recipes, "burgers": run_recipes, "tune": run_tune,
+     "burgers-loss": run_burgers_loss}[args.experiment](args)
 
 
 if __name__ == "__main__":
