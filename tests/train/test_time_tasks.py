@@ -114,3 +114,44 @@ def test_stage_recipes_refuse_time_tasks(vorticity_files, tmp_path):
     config["stage"] = {"base_run": str(tmp_path / "none"), "recipe": "specboost"}
     with pytest.raises(ConfigError, match="stage recipes continue supervised runs"):
         fit(config, tmp_path / "stage", progress=False)
+
+
+class Replay(nn.Module):
+    """A 'model' that replays given snapshots one call after another: (b, k*C, *grid) -> snapshot t."""
+
+    def __init__(self, snapshots):
+        super().__init__()
+        self.snapshots, self.calls = snapshots, 0
+
+    def forward(self, window):
+        self.calls += 1
+        return self.snapshots[:, self.calls - 1:self.calls]
+
+
+def test_recurrent_physics_terms_score_the_whole_rollout(vorticity_files):
+    """The pde term of a rollout is the residual of cat(inputs, rollout) on all input and output times: for
+    the solver's own snapshots it is the solver's small residual, for a wrong rollout it is large."""
+    from oplearn.data.pdes import get_pde
+    from oplearn.data.sources import open_data
+    from oplearn.train.objective import Objective
+
+    data = open_data(vorticity_files["train"], input_steps=[0, 1, 2], output_steps=[3, 4, 5, 6])
+    batch = data.batch(range(4))
+    task = RecurrentTask(steps_out=4, channels_per_step=1, loss=Objective.from_config([{"name": "pde"}]))
+    solver = task.per_sample_loss(Replay(batch.targets), batch)
+    equation = get_pde(data.pde, **{k: v for k, v in data.params.items() if k not in ("input_times", "output_times")})
+    direct = equation.residual(batch.targets.double(), batch).square().flatten(1).mean(1)
+    torch.testing.assert_close(solver.double(), direct, rtol=1e-4, atol=1e-8)
+    wrong = task.per_sample_loss(NextIsLastPlusOne(1), batch)
+    assert (wrong > 100 * solver).all()
+    both = RecurrentTask(4, 1, Objective.from_config([{"name": "relative_l2"}, {"name": "pde", "weight": 0.0}]))
+    assert torch.allclose(both.per_sample_loss(Replay(batch.targets), batch), torch.zeros(4), atol=1e-6)
+
+
+def test_recurrent_training_runs_data_free_on_the_residual(vorticity_files, tmp_path):
+    config = time_config(vorticity_files, "recurrent", [4, 4])
+    config["data"]["train"]["targets"] = False
+    config["train"].update(loss=[{"name": "pde"}], epochs=6)
+    fit(config, tmp_path / "free", progress=False)
+    metrics = [json.loads(line) for line in (tmp_path / "free" / "metrics.jsonl").read_text().splitlines()]
+    assert metrics[-1]["train_loss"] < 0.5 * metrics[0]["train_loss"]

@@ -179,7 +179,7 @@ class Objective:
     ``train.balance`` (how the weights w_j move; fixed by default).
 
     Under a balancing scheme the weights are updated at each call made with gradients enabled (each training
-    step; a recurrent task's rollout calls once per step of the rollout) from the batch means of the terms,
+    step) from the batch means of the terms,
     and, for gradient_norm, from each term's gradient norm over the parameters of the model given to
     :meth:`attach`.
     """
@@ -221,11 +221,13 @@ class Objective:
                 raise ConfigError(f"loss {name} takes no option(s) {', '.join(entry)}") from None
         return cls(terms, balance)
 
-    def __call__(self, prediction: torch.Tensor, batch: Batch, predict=None) -> torch.Tensor:
+    def __call__(self, prediction: torch.Tensor, batch: Batch, predict=None, steps: int | None = None) -> torch.Tensor:
         """``(B,)`` losses; ``predict(batch) -> prediction`` lets a term call the model on other inputs (a
-        physics term's finer grid)."""
-        values = [term(prediction, batch, predict) if isinstance(term, PhysicsTerm) else term(prediction, batch)
-                  for _, term in self.terms]
+        physics term's finer grid). ``steps = T``: the prediction is T snapshots of equal channels
+        ``(B, T*C, ...)`` (a recurrent rollout); each data term is the sum of its losses on the snapshots, each
+        physics term sees the whole trajectory at once."""
+        values = [term(prediction, batch, predict) if isinstance(term, PhysicsTerm) else
+                  self._per_snapshot(term, prediction, batch, steps) for _, term in self.terms]
         if self.balancer is not None and torch.is_grad_enabled():
             self.weights = self._balanced(values)
         total = None
@@ -233,6 +235,15 @@ class Objective:
             value = value if weight == 1.0 else weight * value
             total = value if total is None else total + value
         return total
+
+    @staticmethod
+    def _per_snapshot(term, prediction: torch.Tensor, batch: Batch, steps: int | None) -> torch.Tensor:
+        """A data term on the whole prediction, or summed over its ``steps`` snapshots."""
+        if steps is None:
+            return term(prediction, batch)
+        c = prediction.shape[1] // steps
+        return sum(term(prediction[:, t * c:(t + 1) * c], batch.with_targets(batch.targets[:, t * c:(t + 1) * c]))
+                   for t in range(steps))
 
     def _balanced(self, values: list[torch.Tensor]) -> torch.Tensor:
         means = torch.stack([v.mean() for v in values])

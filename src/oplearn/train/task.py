@@ -316,13 +316,12 @@ class RecurrentTask(Task):
         return cls(int(tensors["task.steps_out"]), int(tensors["task.channels_per_step"]), loss)
 
     def per_sample_loss(self, model: nn.Module, batch: Batch) -> torch.Tensor:
-        """``(batch,)``: the sum over the T steps of each step's loss, the FNO paper's FNO-2D objective.
+        """``(batch,)``: the sum over the T steps of each step's loss, the FNO paper's FNO-2D objective; physics
+        terms (pde, initial) score the whole rolled-out trajectory once, on the batch's input and output times.
 
         Scores (``per_sample_error``) stay the relative L2 error of the whole trajectory.
         """
-        c, predicted = self.channels_per_step, self.predict(model, batch)
-        return sum(self.loss(predicted[:, t * c:(t + 1) * c], batch.with_targets(batch.targets[:, t * c:(t + 1) * c]))
-                   for t in range(self.steps_out))
+        return self.loss(self.predict(model, batch), batch, lambda other: self.predict(model, other), self.steps_out)
 
     def predict(self, model: nn.Module, batch: Batch) -> torch.Tensor:
         window, snapshots = batch.inputs, []
