@@ -2,6 +2,8 @@
 
     python benchmarks/transolver_physicsnemo.py                    # B=4, N=4096 2-D points, width 128, 4 layers
     python benchmarks/transolver_physicsnemo.py --smoke            # tiny sizes: does everything run?
+    python benchmarks/transolver_physicsnemo.py --train data/mesh/elasticity_train_r16_n200.h5 \
+        --test data/mesh/elasticity_test_r16_n100.h5 --epochs 15     # trained error side by side
 
 The same data (B point sets of N uniform points in [0, 1]^2, one input channel, one output channel) and the
 same architecture (width, layers, heads, slices, MLP ratio; the parameter counts are printed and must
@@ -13,6 +15,12 @@ as the rise during training over the process's peak before the first step (impor
 The two models have the same parameters in the same roles, so the script first copies PhysicsNeMo's
 weights into oplearn's model (float64) and prints the largest difference of their outputs (PhysicsNeMo
 adds 1e-2 to the slice weights' sums, oplearn 1e-5; the second figure uses 1e-2 in both).
+
+``--train FILE --test FILE``: both models, starting from the same weights (PhysicsNeMo's initialization copied
+into oplearn's), train on the same mesh file with the same loop: one sample per step (PhysicsNeMo's
+Transolver has no padding mask, so samples with different point counts cannot share a batch), the same
+sample order, Adam at lr 1e-3, relative L2 loss on targets standardized by the training mean and std; the
+test relative L2 of each after every epoch, and the seconds per epoch.
 
 PhysicsNeMo's package imports timm (for other models), which imports torchvision. Where torchvision
 cannot load (its PyPI wheel is a CUDA build and needs CUDA torch libraries), ``--torchvision stand-in``
@@ -190,6 +198,53 @@ def measure(library: str, args) -> dict:
             "peak_rss_mib": peak_mib(), "training_rise_mib": peak_mib() - before, "final_loss": loss.item()}
 
 
+def train_side_by_side(args) -> None:
+    """Both Transolvers trained alike on ``args.train``, scored on ``args.test`` (see the docstring)."""
+    from oplearn.data.sources import open_data
+
+    torch.set_num_threads(args.threads)
+    train, test = open_data(args.train), open_data(args.test)
+    if train.channels != (1, 1):
+        raise SystemExit(f"{args.train}: one input and one output channel expected, got {train.channels}")
+    samples = {name: [data.batch([i]) for i in range(len(data))] for name, data in (("train", train), ("test", test))}
+    targets = torch.cat([b.targets.flatten() for b in samples["train"]])
+    mean, std = targets.mean(), targets.std()
+    torch.manual_seed(0)
+    theirs = make_model("physicsnemo", args, args.torchvision)
+    ours = make_model("oplearn", args)
+    copy_physicsnemo_weights(theirs, ours)
+    print(f"{len(samples['train'])} train / {len(samples['test'])} test samples of {args.train}, "
+          f"{sum(p.numel() for p in ours.parameters()):,} parameters each, {args.epochs} epochs of one-sample steps")
+    print("| epoch | oplearn test rel. L2 | physicsnemo test rel. L2 | oplearn s | physicsnemo s |\n| --- | --- | --- | --- | --- |")
+    optimizers = {"oplearn": torch.optim.Adam(ours.parameters(), lr=1e-3),
+                  "physicsnemo": torch.optim.Adam(theirs.parameters(), lr=1e-3)}
+    models = {"oplearn": ours, "physicsnemo": theirs}
+
+    def relative(prediction, batch):
+        truth = (batch.targets - mean) / std
+        return (prediction - truth).norm() / truth.norm()
+
+    for epoch in range(args.epochs):
+        order = torch.randperm(len(samples["train"]), generator=torch.Generator().manual_seed(epoch))
+        row = {}
+        for library, model in models.items():
+            started = time.perf_counter()
+            model.train()
+            for index in order.tolist():
+                batch = samples["train"][index]
+                optimizers[library].zero_grad(set_to_none=True)
+                relative(predict(library, model, batch.inputs, batch.coords), batch).backward()
+                optimizers[library].step()
+            seconds = time.perf_counter() - started
+            model.eval()
+            with torch.no_grad():
+                errors = [((predict(library, model, b.inputs, b.coords) * std + mean - b.targets).norm()
+                           / b.targets.norm()).item() for b in samples["test"]]
+            row[library] = (statistics.mean(errors), seconds)
+        print(f"| {epoch + 1} | {row['oplearn'][0]:.4f} | {row['physicsnemo'][0]:.4f} | {row['oplearn'][1]:.1f} | "
+              f"{row['physicsnemo'][1]:.1f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=4)
@@ -205,7 +260,14 @@ def main() -> None:
     parser.add_argument("--torchvision", choices=("auto", "stand-in", "real"), default="auto")
     parser.add_argument("--smoke", action="store_true", help="tiny sizes, a few steps")
     parser.add_argument("--measure", choices=LIBRARIES, help=argparse.SUPPRESS)
+    parser.add_argument("--train", default=None, help="a mesh file: train both models on it (see above)")
+    parser.add_argument("--test", default=None, help="with --train: the file they are scored on")
+    parser.add_argument("--epochs", type=int, default=15)
     args = parser.parse_args()
+    if args.train:
+        if not args.test:
+            parser.error("--train needs --test")
+        return train_side_by_side(args)
     if args.smoke:
         args.batch, args.points, args.width, args.layers, args.heads, args.slices = 2, 256, 32, 2, 4, 8
         args.steps, args.warmup = 3, 1
