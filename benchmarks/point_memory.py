@@ -62,8 +62,9 @@ def measure(label: str, points: int, chunked: bool, chunk_points: int, threads: 
     step()
     started = time.perf_counter()
     peak = measured_cpu_peak(step)
-    return {"model": label, "points": points, "chunked": chunked, "parameters": sum(p.numel() for p in model.parameters()),
-            "peak_mb": peak / 2**20, "step_s": time.perf_counter() - started}
+    parameters = sum(p.numel() for p in model.parameters())
+    return {"model": label, "points": points, "chunked": chunked, "parameters": parameters, "peak_mb": peak / 2**20,
+            "step_s": time.perf_counter() - started}
 
 
 def main() -> None:

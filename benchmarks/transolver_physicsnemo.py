@@ -215,7 +215,8 @@ def train_side_by_side(args) -> None:
     copy_physicsnemo_weights(theirs, ours)
     print(f"{len(samples['train'])} train / {len(samples['test'])} test samples of {args.train}, "
           f"{sum(p.numel() for p in ours.parameters()):,} parameters each, {args.epochs} epochs of one-sample steps")
-    print("| epoch | oplearn test rel. L2 | physicsnemo test rel. L2 | oplearn s | physicsnemo s |\n| --- | --- | --- | --- | --- |")
+    print("| epoch | oplearn test rel. L2 | physicsnemo test rel. L2 | oplearn s | physicsnemo s |\n"
+          "| --- | --- | --- | --- | --- |")
     optimizers = {"oplearn": torch.optim.Adam(ours.parameters(), lr=1e-3),
                   "physicsnemo": torch.optim.Adam(theirs.parameters(), lr=1e-3)}
     models = {"oplearn": ours, "physicsnemo": theirs}

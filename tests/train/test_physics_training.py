@@ -58,12 +58,14 @@ def test_an_inputs_only_file_trains_data_free_as_a_solved_file_without_targets(d
     status, out, err = run_cli(capsys, "generate", "darcy", "--n", 20, "--resolution", 17, "--seed", 1, "--param",
                                "oversample=2", "--inputs-only", "--out", inputs_only, "--workers", 1)
     assert status == 0, err
-    data, solved = open_data(inputs_only), open_data(darcy_files["train"])
-    assert not data.has_targets and data.channels == solved.channels == (1, 1)
-    assert data.batch(range(20)).targets is None
-    assert torch.equal(data.batch(range(20)).inputs, solved.batch(range(20)).inputs)
+    solved = open_data(darcy_files["train"])
+    for in_memory in (True, False):  # loaded whole, and read batch by batch
+        data = open_data(inputs_only, in_memory=in_memory)
+        assert not data.has_targets and data.channels == solved.channels == (1, 1) and len(data) == 20
+        assert data.batch(range(20)).targets is None
+        assert torch.equal(data.batch(range(20)).inputs, solved.batch(range(20)).inputs)
     status, out, err = run_cli(capsys, "info", inputs_only)
-    assert "outputs:   none stored: inputs only" in out
+    assert status == 0 and "outputs:   none stored: inputs only" in out, err
     runs = {}
     for name, files, targets in (("inputs_only", {**darcy_files, "train": inputs_only}, True),
                                  ("solved", darcy_files, False)):
@@ -159,7 +161,8 @@ def test_labelled_samples_are_checked_in_one_line(darcy_files, tmp_path):
     with pytest.raises(ConfigError, match="'labelled_per_batch' needs 'labelled'"):
         fit(settings, tmp_path / "none", progress=False)
     settings["data"]["train"].update(labelled=5, labelled_per_batch=10)
-    with pytest.raises(ConfigError, match="invalid config: data.train.labelled_per_batch 10 leaves no room .* train.batch_size 10"):
+    with pytest.raises(ConfigError, match="invalid config: data.train.labelled_per_batch 10 leaves no room .* "
+                                          "train.batch_size 10"):
         fit(settings, tmp_path / "none", progress=False)
     settings["data"]["train"].update(labelled=20, labelled_per_batch=2)
     with pytest.raises(DataError, match="all 20 samples are labelled, so labelled_per_batch has no unlabelled"):

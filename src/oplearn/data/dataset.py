@@ -88,9 +88,8 @@ class FieldDataset:
             count = _check_count(name, len(arrays["inputs"]), n)
             inputs = np.asarray(arrays["inputs"][:count])
             outputs = np.asarray(arrays["outputs"][:count]) if "outputs" in arrays else None
-        dataset = cls(torch.as_tensor(inputs), None if outputs is None else torch.as_tensor(outputs), name,
-                      output_channels)
-        return dataset
+        return cls(torch.as_tensor(inputs), None if outputs is None else torch.as_tensor(outputs), name,
+                   output_channels)
 
     @classmethod
     def open(cls, path: str | Path, name: str | None = None, n: int | None = None,
@@ -156,8 +155,8 @@ class FieldDataset:
 
         ``spacing`` is the grid step per axis: ``1 / (n - 1)`` on nodes, ``1 / n`` on cells.
         """
-        inputs, outputs = self._pairs.read(indices)
-        return Batch(inputs, outputs if self.targets and outputs is not None else None, spacing=Grid(self.resolution, self.location).spacing,
+        inputs, outputs = self._pairs.read(indices)  # outputs None from an inputs-only file
+        return Batch(inputs, outputs if self.targets else None, spacing=Grid(self.resolution, self.location).spacing,
                      pde=self.pde, params=self.params, labelled=labelled_rows(self, indices))
 
     def batches(self, batch_size: int) -> Iterator[Batch]:

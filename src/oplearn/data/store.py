@@ -62,10 +62,13 @@ def damaged(path, exc: BaseException) -> DataError:
 
 
 def open_hdf5(path, **options) -> h5py.File:
-    """``h5py.File(path, "r")``: every HDF5 file oplearn reads is opened here, so that a damaged one is
-    the one-line :func:`damaged` error, whatever its kind (oplearn, PDEBench, MATLAB v7.3)."""
+    """``h5py.File(path, "r", locking=False)``: every HDF5 file oplearn reads is opened here, so that a damaged
+    one is the one-line :func:`damaged` error, whatever its kind (oplearn, PDEBench, MATLAB v7.3). Without file
+    locks, so that one process can hold a file open for lazy reading and describe it too (HDF5 refuses a second
+    open with other lock flags), and ``oplearn info`` works while a file is generated; our writers never change
+    a finished file in place (they write ``.partial`` and rename it)."""
     try:
-        return h5py.File(path, "r", **options)
+        return h5py.File(path, "r", **{"locking": False, **options})
     except OSError as exc:
         raise damaged(path, exc) from None
 
@@ -125,8 +128,7 @@ def _open(path: Path, *, allow_partial: bool) -> h5py.File:
         raise DataError(f"{path} does not exist; check the path or create it with `oplearn generate`")
     if path.is_dir():
         raise DataError(f"{path} is a directory; pass a dataset file")
-    # no file lock for summaries, so `oplearn info` works while generating
-    f = open_hdf5(path, locking=False) if allow_partial else open_hdf5(path)
+    f = open_hdf5(path)
     try:
         with reading(path):
             problem = _format_problem(path, f.attrs, allow_partial)
