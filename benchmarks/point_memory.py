@@ -2,9 +2,11 @@
 
     python benchmarks/point_memory.py                          # every model, 10,000 and 100,000 points
     python benchmarks/point_memory.py --points 100000 --models Transolver GNO
+    python benchmarks/point_memory.py --points 100000 --models GNO --size cpu --unchunked no
 
 One sample of N uniform points in the unit square, one input and one output channel (random values: memory
-does not depend on them), the mesh_operators.py models at their published-like widths; one step = forward,
+does not depend on them), the mesh_operators.py models at their published-like widths (``--size cpu``: the
+narrower ones); one step = forward,
 relative L2 loss, backward, Adam step, after one warm-up step (so Adam's state exists). "peak" is
 oplearn.analysis.memory.measured_cpu_peak: the largest sum of live PyTorch allocations during the step above
 what was live before it (kernel scratch outside PyTorch's allocator is not seen). Chunked: the attention
@@ -25,10 +27,10 @@ import time
 ATTENTION = ("Transolver", "Galerkin", "GNOT")
 
 
-def section(label: str, points: int, chunked: bool, chunk_points: int) -> dict:
+def section(label: str, points: int, chunked: bool, chunk_points: int, size: str = "paper") -> dict:
     from mesh_operators import models  # benchmarks/, next to this script
 
-    model = dict(models("elasticity", 16)[label])
+    model = dict(models("elasticity", 16, size)[label])
     model["domain"] = [[0.0, 0.0], [1.0, 1.0]]
     if label in ATTENTION:
         model["chunk_points"] = chunk_points if chunked else None
@@ -39,7 +41,7 @@ def section(label: str, points: int, chunked: bool, chunk_points: int) -> dict:
     return model
 
 
-def measure(label: str, points: int, chunked: bool, chunk_points: int, threads: int) -> dict:
+def measure(label: str, points: int, chunked: bool, chunk_points: int, threads: int, size: str = "paper") -> dict:
     import torch
 
     from oplearn.analysis.memory import measured_cpu_peak
@@ -48,7 +50,7 @@ def measure(label: str, points: int, chunked: bool, chunk_points: int, threads: 
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    hyper = section(label, points, chunked, chunk_points)
+    hyper = section(label, points, chunked, chunk_points, size)
     name = hyper.pop("name")
     model = build(name, 1, 1, **hyper)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -74,18 +76,21 @@ def main() -> None:
     parser.add_argument("--chunk-points", type=int, default=8192)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--timeout", type=int, default=900, help="seconds for one measurement")
+    parser.add_argument("--size", choices=("paper", "cpu"), default="paper", help="mesh_operators.py's model sizes")
+    parser.add_argument("--unchunked", choices=("yes", "no"), default="yes", help="also measure without chunks")
     parser.add_argument("--single", nargs=3, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.single:
         label, points, chunked = args.single
-        print(json.dumps(measure(label, int(points), chunked == "1", args.chunk_points, args.threads)))
+        print(json.dumps(measure(label, int(points), chunked == "1", args.chunk_points, args.threads, args.size)))
         return
     print("| model | parameters | points | chunked | peak MiB | step s |\n| --- | --- | --- | --- | --- | --- |")
     for points in args.points:
         for label in args.models:
-            for chunked in (True, False):
+            for chunked in (True, False) if args.unchunked == "yes" else (True,):
                 command = [sys.executable, __file__, "--single", label, str(points), str(int(chunked)),
-                           "--chunk-points", str(args.chunk_points), "--threads", str(args.threads)]
+                           "--chunk-points", str(args.chunk_points), "--threads", str(args.threads),
+                           "--size", args.size]
                 try:
                     done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
                 except subprocess.TimeoutExpired:
