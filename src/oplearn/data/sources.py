@@ -60,10 +60,11 @@ def load_source(source, name: str, progress: bool = False, is_main: bool = True,
             n != source.resolution for n in dataset.resolution):
         raise DataError(f"{path} has grid {dataset.resolution}, but resolution {source.resolution} was asked for; "
                         "delete the file to regenerate it or fix the config")
-    if not getattr(dataset, "has_targets", True) and name != "train":
+    has_targets = getattr(dataset, "has_targets", True)  # False: an inputs-only grid file
+    if not has_targets and name != "train":
         raise DataError(f"{name} data {path} holds inputs only (generated with --inputs-only); scoring needs the "
                         "solutions: give a solved file")
-    dataset.targets = getattr(source, "targets", True) and getattr(dataset, "has_targets", True)
+    dataset.targets = getattr(source, "targets", True) and has_targets
     labelled = getattr(source, "labelled", None)
     if labelled is not None and not dataset.targets:
         raise DataError(f"{name} data {path} holds inputs only, so none of its samples is labelled; drop labelled "

@@ -39,6 +39,12 @@ def bounding_box(train) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple(low.tolist()), tuple(high.tolist())
 
 
+def unit_box(low: torch.Tensor, high: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(low, size)`` per axis of the box ``[low, high]``, which ``(x - low) / size`` maps onto the unit box; an
+    axis of zero extent gets size 1 (its points go to 0, not to NaN)."""
+    return low, torch.where(high > low, high - low, torch.ones_like(high))
+
+
 def check_domain(name: str, domain, dim: int) -> None:
     """A ``domain`` box ``[[low...], [high...]]`` must have ``dim`` numbers a side (None passes)."""
     if domain is not None and not (len(domain[0]) == len(domain[1]) == dim):

@@ -30,7 +30,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from oplearn.errors import ConfigError, ShapeError
-from oplearn.layers.coordinates import bounding_box, grid_coordinates
+from oplearn.layers.coordinates import bounding_box, grid_coordinates, unit_box
 
 ATTENTION_FORMS = ("galerkin", "fourier", "normalized")
 
@@ -140,8 +140,8 @@ def as_point_set(name: str, in_channels: int, dim: int, x: torch.Tensor, coords:
         raise ShapeError(f"{name} was built for {dim}-D points; got {coords.shape[1]}-D coordinates")
     features, points = x.transpose(1, 2), coords.transpose(1, 2).to(x.dtype)
     if domain is not None:
-        low, high = (torch.tensor(side, dtype=x.dtype, device=x.device) for side in domain)
-        points = (points - low) / torch.where(high > low, high - low, torch.ones_like(high))
+        low, size = unit_box(*(torch.tensor(side, dtype=x.dtype, device=x.device) for side in domain))
+        points = (points - low) / size
     if mask is not None:
         if mask.shape != (x.shape[0], x.shape[2]) or mask.dtype != torch.bool:
             raise ShapeError(f"{name}: mask must be a bool (B, N) = {(x.shape[0], x.shape[2])} tensor, "
@@ -169,13 +169,13 @@ def fit_dimension(model, train) -> dict:
     if given is not None and given != found:
         raise ConfigError(f"model {model.name}: dim={given} does not match the training data's {found}-D points; "
                           "leave dim unset to take it from the data")
-    updates = {"dim": found}
-    if model.hyper.domain is None:
-        updates["domain"] = bounding_box(train)
+    updates = {"dim": found} if model.hyper.domain is not None else {"dim": found, "domain": bounding_box(train)}
     model.hyper = model.hyper.model_copy(update=updates)
     if given is None:
         model._build()
-    return {key: [list(side) for side in value] if key == "domain" else value for key, value in updates.items()}
+    if "domain" in updates:  # as the config stores it: lists
+        updates["domain"] = [list(side) for side in updates["domain"]]
+    return updates
 
 
 def require_dimension(name: str, dim: int | None) -> int:

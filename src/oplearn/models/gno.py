@@ -22,7 +22,7 @@ from torch import nn
 
 from oplearn.errors import ConfigError, ShapeError
 from oplearn.layers.activations import make_activation
-from oplearn.layers.coordinates import bounding_box, check_domain, grid_coordinates
+from oplearn.layers.coordinates import bounding_box, check_domain, grid_coordinates, unit_box
 from oplearn.layers.kernel_integral import KERNEL_FORMS, KernelIntegral
 from oplearn.layers.neighbors import radius_neighbors
 from oplearn.layers.pointwise import PointwiseLinear
@@ -67,7 +67,7 @@ class PointOperator(Operator):
             real = torch.ones_like(coords[:, 0], dtype=torch.bool) if mask is None else mask
             low = torch.where(real[:, None], coords, torch.inf).amin((0, 2)).to(like.dtype)
             high = torch.where(real[:, None], coords, -torch.inf).amax((0, 2)).to(like.dtype)
-        return low, torch.where(high > low, high - low, torch.ones_like(high))
+        return unit_box(low, high)
 
     @staticmethod
     def to_unit_box(coords: torch.Tensor, mask: torch.Tensor | None, box) -> torch.Tensor:
